@@ -1,0 +1,121 @@
+//! Messages between the page and the worker that owns the engine.
+//!
+//! The page sends [`ToWorker`], the worker answers each with exactly one [`FromWorker`]
+//! carrying the same `id`. Both travel as JSON strings through `postMessage`, which keeps
+//! them readable in the devtools and identical in native tests.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::tokenize::Token;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToWorker {
+    pub id: u64,
+    pub request: Request,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FromWorker {
+    pub id: u64,
+    pub response: Response,
+}
+
+/// Which compute backend the user asked for (`?backend=` in the URL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Webgpu,
+}
+
+impl BackendChoice {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "cpu" => Some(Self::Cpu),
+            "webgpu" => Some(Self::Webgpu),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness check; the worker answers with its version.
+    Ping,
+    /// Finds the compute backend: a WebGPU adapter, or the CPU with the reason why.
+    ProbeBackend { choice: BackendChoice },
+    /// Installs a tokenizer from the text of a `tokenizer.json`.
+    LoadTokenizer { source: String, json: String },
+    /// Tokenizes text with the installed tokenizer.
+    Tokenize { text: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Pong {
+        version: String,
+    },
+    Backend(BackendInfo),
+    TokenizerLoaded {
+        source: String,
+        vocab_size: usize,
+    },
+    Tokens {
+        tokens: Vec<Token>,
+    },
+    /// The request failed; `message` is meant for the user.
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Webgpu,
+    Cpu,
+}
+
+/// What the status line shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub kind: BackendKind,
+    /// The WebGPU adapter, e.g. "google swiftshader (fallback adapter)".
+    pub adapter: Option<String>,
+    /// Why the CPU is used, when it is.
+    pub reason: Option<String>,
+}
+
+impl BackendInfo {
+    pub fn label(&self) -> String {
+        match (self.kind, &self.adapter, &self.reason) {
+            (BackendKind::Webgpu, Some(a), _) => format!("WebGPU: {a}"),
+            (BackendKind::Webgpu, None, _) => "WebGPU".to_string(),
+            (BackendKind::Cpu, _, Some(r)) => format!("CPU (wasm SIMD) — {r}"),
+            (BackendKind::Cpu, _, None) => "CPU (wasm SIMD)".to_string(),
+        }
+    }
+}
+
+impl ToWorker {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("protocol messages always serialize")
+    }
+    pub fn from_json(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| format!("malformed request to the worker: {e}"))
+    }
+}
+
+impl FromWorker {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("protocol messages always serialize")
+    }
+    pub fn from_json(s: &str) -> Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| format!("malformed answer from the worker: {e}"))
+    }
+}

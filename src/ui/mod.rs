@@ -1,0 +1,110 @@
+//! The page, one file per panel. State lives in signals inside the component that uses it;
+//! the worker client is handed down as a prop.
+
+mod about;
+mod finetune;
+mod images;
+mod status;
+mod text;
+pub mod worker_client;
+
+use leptos::prelude::*;
+
+use crate::protocol::BackendChoice;
+use worker_client::WorkerClient;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Area {
+    Text,
+    Images,
+    FineTune,
+    About,
+}
+
+impl Area {
+    const ALL: [Area; 4] = [Area::Text, Area::Images, Area::FineTune, Area::About];
+
+    fn title(self) -> &'static str {
+        match self {
+            Area::Text => "Classify text",
+            Area::Images => "Classify images",
+            Area::FineTune => "Fine-tune",
+            Area::About => "About",
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Area::Text => "text",
+            Area::Images => "images",
+            Area::FineTune => "finetune",
+            Area::About => "about",
+        }
+    }
+}
+
+/// `?backend=cpu|webgpu` forces a backend; anything else lets the app choose.
+fn backend_from_url() -> BackendChoice {
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("backend="))
+        .find_map(BackendChoice::parse)
+        .unwrap_or_default()
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let client = WorkerClient::spawn();
+    let (area, set_area) = signal(Area::Text);
+
+    let body = match client {
+        Err(message) => view! { <p class="error" role="alert" data-testid="error">{message}</p> }.into_any(),
+        Ok(client) => {
+            let panels = {
+                let client = client.clone();
+                move || match area.get() {
+                    Area::Text => view! { <text::TextPanel client=client.clone() /> }.into_any(),
+                    Area::Images => view! { <images::ImagePanel /> }.into_any(),
+                    Area::FineTune => view! { <finetune::FineTunePanel /> }.into_any(),
+                    Area::About => view! { <about::AboutPanel /> }.into_any(),
+                }
+            };
+            view! {
+                <status::BackendStatus client=client choice=backend_from_url() />
+                <nav class="areas" role="tablist" aria-label="Tasks">
+                    {Area::ALL
+                        .into_iter()
+                        .map(|a| {
+                            view! {
+                                <button
+                                    role="tab"
+                                    id=format!("tab-{}", a.id())
+                                    data-testid=format!("tab-{}", a.id())
+                                    aria-selected=move || (area.get() == a).to_string()
+                                    class:active=move || area.get() == a
+                                    on:click=move |_| set_area.set(a)
+                                >
+                                    {a.title()}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                </nav>
+                <main class="panel" role="tabpanel">{panels}</main>
+            }
+            .into_any()
+        }
+    };
+
+    view! {
+        <header class="top">
+            <h1>"webformer"</h1>
+            <p class="tagline">"Transformers that run, explain themselves and learn — in your browser. Nothing leaves your machine."</p>
+        </header>
+        {body}
+    }
+}

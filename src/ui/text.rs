@@ -1,0 +1,186 @@
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::worker_client::WorkerClient;
+use crate::engine::tokenize::Token;
+use crate::protocol::{Request, Response};
+
+const DEMO_TOKENIZER: &str = "./demo/tokenizer.json";
+
+async fn fetch_text(url: &str) -> Result<String, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(|e| format!("could not fetch {url}: {e:?}"))?
+        .unchecked_into();
+    if !resp.ok() {
+        return Err(format!("could not fetch {url}: HTTP {}", resp.status()));
+    }
+    let text = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("could not read {url}: {e:?}"))?;
+    text.as_string().ok_or_else(|| format!("{url} is not text"))
+}
+
+async fn read_file_text(file: &web_sys::File) -> Result<String, String> {
+    let text = JsFuture::from(file.text())
+        .await
+        .map_err(|e| format!("could not read {}: {e:?}", file.name()))?;
+    text.as_string()
+        .ok_or_else(|| format!("{} is not text", file.name()))
+}
+
+/// Text classification. Today: the tokenizer, run in the worker, on whatever is typed.
+#[component]
+pub fn TextPanel(client: WorkerClient) -> impl IntoView {
+    let (tokenizer, set_tokenizer) = signal(None::<String>);
+    let (error, set_error) = signal(None::<String>);
+    let (text, set_text) = signal(String::new());
+    let (tokens, set_tokens) = signal(Vec::<Token>::new());
+    // Answers can come back out of order; only the newest request's answer is shown.
+    let generation = RwSignal::new(0u64);
+
+    let tokenize = {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            let text = text.get_untracked();
+            generation.update(|g| *g += 1);
+            let mine = generation.get_untracked();
+            spawn_local(async move {
+                let result = client.call(Request::Tokenize { text }).await;
+                if generation.get_untracked() != mine {
+                    return;
+                }
+                match result {
+                    Ok(Response::Tokens { tokens }) => {
+                        set_error.set(None);
+                        set_tokens.set(tokens);
+                    }
+                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
+                    Err(message) => set_error.set(Some(message)),
+                }
+            });
+        }
+    };
+
+    let load = {
+        let client = client.clone();
+        let tokenize = tokenize.clone();
+        move |source: String, json: String| {
+            let client = client.clone();
+            let tokenize = tokenize.clone();
+            spawn_local(async move {
+                match client.call(Request::LoadTokenizer { source, json }).await {
+                    Ok(Response::TokenizerLoaded { source, vocab_size }) => {
+                        set_error.set(None);
+                        set_tokenizer.set(Some(format!("{source} ({vocab_size} tokens)")));
+                        tokenize();
+                    }
+                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
+                    // The previous tokenizer stays in use.
+                    Err(message) => set_error.set(Some(message)),
+                }
+            });
+        }
+    };
+
+    {
+        let load = load.clone();
+        spawn_local(async move {
+            match fetch_text(DEMO_TOKENIZER).await {
+                Ok(json) => load("demo tokenizer (all-MiniLM-L6-v2)".to_string(), json),
+                Err(message) => set_error.set(Some(format!("The demo tokenizer did not load: {message}"))),
+            }
+        });
+    }
+
+    let load_file = move |file: web_sys::File| {
+        let load = load.clone();
+        spawn_local(async move {
+            match read_file_text(&file).await {
+                Ok(json) => load(file.name(), json),
+                Err(message) => set_error.set(Some(message)),
+            }
+        });
+    };
+    let on_pick = {
+        let load_file = load_file.clone();
+        move |ev: leptos::ev::Event| {
+            let input: web_sys::HtmlInputElement = event_target(&ev);
+            if let Some(file) = input.files().and_then(|f| f.get(0)) {
+                load_file(file);
+            }
+        }
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+            load_file(file);
+        }
+    };
+    let on_input = move |ev: leptos::ev::Event| {
+        set_text.set(event_target_value(&ev));
+        tokenize();
+    };
+
+    view! {
+        <section aria-labelledby="text-title">
+            <h2 id="text-title">"Classify text"</h2>
+            <p class="hint">
+                "Sentiment classification arrives with the engine. Already here: the tokenizer, "
+                "computed in WebAssembly inside the worker — the first step of every text model."
+            </p>
+            <div
+                class="dropzone"
+                on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+                on:drop=on_drop
+            >
+                <p>
+                    "Tokenizer: "
+                    <strong data-testid="tokenizer-name">
+                        {move || tokenizer.get().unwrap_or_else(|| "loading…".to_string())}
+                    </strong>
+                </p>
+                <label>
+                    "Use another tokenizer.json (drop it here or pick it): "
+                    <input type="file" accept=".json,application/json" data-testid="tokenizer-file" on:change=on_pick />
+                </label>
+            </div>
+            <label for="text-input">"Text"</label>
+            <textarea
+                id="text-input"
+                data-testid="text-input"
+                rows="4"
+                placeholder="Type a sentence, e.g. A quietly moving film."
+                on:input=on_input
+                prop:value=text
+            ></textarea>
+            {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
+            <div
+                class="tokens"
+                data-testid="tokens"
+                data-count=move || tokens.get().len().to_string()
+                data-ids=move || serde_json::to_string(&tokens.get().iter().map(|t| t.id).collect::<Vec<_>>()).unwrap_or_default()
+                aria-label="Tokens"
+            >
+                {move || {
+                    tokens
+                        .get()
+                        .into_iter()
+                        .map(|t| {
+                            view! {
+                                <span class="token" class:special=t.special title=format!("id {}", t.id) data-testid="token">
+                                    {t.text}
+                                    <small>{t.id}</small>
+                                </span>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </div>
+        </section>
+    }
+}

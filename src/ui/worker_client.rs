@@ -1,0 +1,129 @@
+//! The page's side of the worker protocol: `call(request).await` gives the worker's answer.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{ErrorEvent, MessageEvent, Worker};
+
+use crate::protocol::{FromWorker, Request, Response, ToWorker};
+
+/// Trunk writes this loader next to `index.html` for the `webformer-worker` binary.
+const WORKER_URL: &str = "./webformer-worker_loader.js";
+
+#[derive(Clone)]
+pub struct WorkerClient {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    worker: Worker,
+    next_id: Cell<u64>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Requests made before the worker said it is ready, sent when it does.
+    ready: Cell<bool>,
+    queued: RefCell<Vec<String>>,
+    /// Set when the worker failed to start or crashed; every call then gets this message.
+    failed: RefCell<Option<String>>,
+}
+
+impl WorkerClient {
+    pub fn spawn() -> Result<Self, String> {
+        let worker = Worker::new(WORKER_URL).map_err(|e| format!("could not start the worker: {e:?}"))?;
+        let inner = Rc::new(Inner {
+            worker,
+            next_id: Cell::new(1),
+            pending: RefCell::new(HashMap::new()),
+            ready: Cell::new(false),
+            queued: RefCell::new(Vec::new()),
+            failed: RefCell::new(None),
+        });
+
+        let weak = Rc::downgrade(&inner);
+        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            let Some(inner) = weak.upgrade() else { return };
+            let Some(text) = ev.data().as_string() else { return };
+            match FromWorker::from_json(&text) {
+                Ok(FromWorker {
+                    id: 0,
+                    response: Response::Pong { .. },
+                }) => inner.mark_ready(),
+                Ok(FromWorker { id, response }) => {
+                    if let Some(tx) = inner.pending.borrow_mut().remove(&id) {
+                        let _ = tx.send(response);
+                    } else if let Response::Error { message } = response {
+                        web_sys::console::error_1(&format!("worker: {message}").into());
+                    }
+                }
+                Err(e) => web_sys::console::error_1(&e.into()),
+            }
+        });
+        inner
+            .worker
+            .set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+        onmessage.forget();
+
+        let weak = Rc::downgrade(&inner);
+        let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(move |ev: ErrorEvent| {
+            let Some(inner) = weak.upgrade() else { return };
+            let message = format!("the worker failed: {}", ev.message());
+            web_sys::console::error_1(&message.clone().into());
+            inner.fail(message);
+        });
+        inner.worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+        onerror.forget();
+
+        Ok(Self { inner })
+    }
+
+    /// Sends a request and waits for its answer. A `Response::Error` becomes `Err`.
+    pub async fn call(&self, request: Request) -> Result<Response, String> {
+        if let Some(message) = self.inner.failed.borrow().clone() {
+            return Err(message);
+        }
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id + 1);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.borrow_mut().insert(id, tx);
+        let text = ToWorker { id, request }.to_json();
+        if self.inner.ready.get() {
+            self.inner.send(&text);
+        } else {
+            self.inner.queued.borrow_mut().push(text);
+        }
+        match rx.await {
+            Ok(Response::Error { message }) => Err(message),
+            Ok(response) => Ok(response),
+            Err(_) => Err(self
+                .inner
+                .failed
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "the worker dropped the request".to_string())),
+        }
+    }
+}
+
+impl Inner {
+    fn send(&self, text: &str) {
+        if let Err(e) = self.worker.post_message(&JsValue::from_str(text)) {
+            self.fail(format!("could not message the worker: {e:?}"));
+        }
+    }
+
+    fn mark_ready(&self) {
+        self.ready.set(true);
+        for text in self.queued.borrow_mut().drain(..) {
+            self.send(&text);
+        }
+    }
+
+    /// Fails every waiting call (dropping its sender) and all later ones.
+    fn fail(&self, message: String) {
+        *self.failed.borrow_mut() = Some(message);
+        self.pending.borrow_mut().clear();
+    }
+}
