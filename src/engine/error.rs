@@ -8,6 +8,22 @@ pub enum EngineError {
     Tokenizer { file: String, reason: String },
     #[error("tokenizing failed: {0}")]
     Encode(String),
+    #[error("{file}: {reason}")]
+    Config { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Checkpoint { file: String, reason: String },
+    #[error("{file}: tensor {tensor}: {reason}")]
+    Tensor {
+        file: String,
+        tensor: String,
+        reason: String,
+    },
+    #[error("compute failed: {0}")]
+    Compute(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("{file}: not a usable image ({reason})")]
+    Image { file: String, reason: String },
     #[error("{file}: {source}")]
     Io {
         file: String,

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, the engine natively, the release wasm build, and the
+# browser tests in headless Chromium against the built site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+START=$SECONDS
+step() { printf '\n\033[1m== %s\033[0m (at %ss)\n' "$*" "$((SECONDS - START))"; }
+
+step "set-up"
+scripts/setup.sh
+source .tools/env.sh
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy (engine and CLI; page and worker with --features web), warnings denied"
+cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features web -- -D warnings
+
+step "cargo test (engine, natively)"
+cargo test --locked
+
+step "release wasm build"
+scripts/build-web.sh
+
+step "browser tests (playwright-core, headless Chromium)"
+node --test --test-concurrency=1 tests/e2e/
+
+step "all tests passed in $((SECONDS - START))s"

@@ -1,0 +1,120 @@
+//! The CPU backend on candle (native SIMD, wasm SIMD128 in the browser).
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::{AttentionShape, Backend, Result};
+use crate::engine::EngineError;
+
+fn err(e: candle_core::Error) -> EngineError {
+    EngineError::Compute(e.to_string())
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Backend for CpuBackend {
+    type Tensor = Tensor;
+
+    fn name(&self) -> String {
+        if cfg!(target_arch = "wasm32") {
+            "CPU (wasm SIMD)".to_string()
+        } else {
+            "CPU".to_string()
+        }
+    }
+
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_slice(data, shape, &Device::Cpu).map_err(err)
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
+    }
+
+    fn shape(&self, t: &Tensor) -> Vec<usize> {
+        t.dims().to_vec()
+    }
+
+    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let y = x.matmul(&w.t().map_err(err)?).map_err(err)?;
+        match b {
+            Some(b) => y.broadcast_add(b).map_err(err),
+            None => Ok(y),
+        }
+    }
+
+    fn gelu(&self, x: &Tensor) -> Result<Tensor> {
+        x.gelu_erf().map_err(err)
+    }
+
+    fn tanh(&self, x: &Tensor) -> Result<Tensor> {
+        x.tanh().map_err(err)
+    }
+
+    fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        x.relu().map_err(err)
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        a.add(b).map_err(err)
+    }
+
+    fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+        let f = || -> candle_core::Result<Tensor> {
+            let mean = x.mean_keepdim(D::Minus1)?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+            let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+            normed.broadcast_mul(gamma)?.broadcast_add(beta)
+        };
+        f().map_err(err)
+    }
+
+    fn concat_rows(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        Tensor::cat(parts, 0).map_err(err)
+    }
+
+    fn gather_rows(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::from_slice(ids, ids.len(), &Device::Cpu).map_err(err)?;
+        table.index_select(&ids, 0).map_err(err)
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        shape: AttentionShape,
+        key_mask: &[f32],
+        want_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let AttentionShape { batch, seq, heads } = shape;
+        let f = || -> candle_core::Result<(Tensor, Option<Tensor>)> {
+            let d = q.dim(1)?;
+            let hd = d / heads;
+            let split = |t: &Tensor| t.reshape((batch, seq, heads, hd))?.transpose(1, 2)?.contiguous();
+            let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+            let scale = 1.0 / (hd as f64).sqrt();
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            // Masked keys get the most negative float, as PyTorch's eager attention does.
+            let bias: Vec<f32> = key_mask
+                .iter()
+                .map(|&m| if m > 0.5 { 0.0 } else { f32::MIN })
+                .collect();
+            let bias = Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu)?;
+            let scores = scores.broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch * seq, d))?;
+            Ok((ctx, want_probs.then_some(probs)))
+        };
+        let (ctx, probs) = f().map_err(err)?;
+        debug_assert_eq!(ctx.dtype(), DType::F32);
+        Ok((ctx, probs))
+    }
+}

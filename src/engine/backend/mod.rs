@@ -1,0 +1,66 @@
+//! The compute backend: the dozen ops a transformer encoder needs. The encoder and the
+//! models are written once against this trait; `cpu` implements it with candle, and the
+//! WebGPU backend (WGSL kernels through wgpu) is the second implementation.
+//!
+//! Tensors are row-major. Activations are 2-D `[rows, features]` with rows = batch × tokens,
+//! which keeps every op a plain matrix op that a GPU kernel can do in one dispatch.
+
+pub mod cpu;
+
+use super::EngineError;
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Shape of one attention call: `batch` sequences of `seq` tokens, `heads` heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+}
+
+pub trait Backend {
+    type Tensor: Clone;
+
+    /// Human-readable name for status lines and errors.
+    fn name(&self) -> String;
+    /// Copies host data (row-major) to the backend.
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
+    /// Copies a tensor back to the host, row-major.
+    fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+
+    /// `x [n, in] · wᵀ + b`, with `w [out, in]` as checkpoints store it.
+    fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, b: Option<&Self::Tensor>) -> Result<Self::Tensor>;
+    /// GELU, erf form (what BERT and ViT use; the tanh approximation differs by ~1e-3).
+    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn relu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// Element-wise sum of two tensors of the same shape.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// LayerNorm over the last dimension (biased variance, as PyTorch).
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        beta: &Self::Tensor,
+        eps: f64,
+    ) -> Result<Self::Tensor>;
+    /// Stacks 2-D tensors with the same number of columns, one under the other.
+    fn concat_rows(&self, parts: &[&Self::Tensor]) -> Result<Self::Tensor>;
+    /// Rows of `table [vocab, d]` picked by `ids`: `[ids.len(), d]`.
+    fn gather_rows(&self, table: &Self::Tensor, ids: &[u32]) -> Result<Self::Tensor>;
+    /// Scaled dot-product attention over `[batch × seq, heads × head_dim]` projections.
+    /// `key_mask` has one entry per row (1 = real token, 0 = padding); padded keys get
+    /// zero probability. Returns the context `[batch × seq, heads × head_dim]` and, when
+    /// asked, the probabilities `[batch, heads, seq, seq]`.
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        shape: AttentionShape,
+        key_mask: &[f32],
+        want_probs: bool,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)>;
+}

@@ -1,0 +1,19 @@
+//! One file per model family: its embeddings, its checkpoint names and its head. The
+//! encoder layers themselves are shared (`engine::encoder`).
+
+pub mod bert;
+pub mod distilbert;
+pub mod vit;
+
+use super::checkpoint::Checkpoint;
+
+/// Checkpoints of a `...ForSequenceClassification` keep the encoder under a prefix
+/// (`bert.`, `distilbert.`, `vit.`); bare encoders (BertModel, MiniLM) do not.
+pub(crate) fn prefix(ckpt: &Checkpoint, name: &str) -> String {
+    let p = format!("{name}.");
+    if ckpt.has_prefix(&p) {
+        p
+    } else {
+        String::new()
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared by the engine tests: fixture loading and golden comparisons.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use webformer::engine::backend::cpu::CpuBackend;
+use webformer::engine::checkpoint::Checkpoint;
+use webformer::engine::config::ModelConfig;
+use webformer::engine::model::Model;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn load_model(name: &str) -> Model<CpuBackend> {
+    let dir = fixture(name);
+    let cfg = std::fs::read(dir.join("config.json")).unwrap();
+    let config = ModelConfig::from_json("config.json", &cfg).unwrap();
+    let ckpt = Checkpoint::from_dir(&dir).unwrap();
+    Model::load(&CpuBackend::new(), config, ckpt).unwrap()
+}
+
+/// A golden tensor: shape and values (integers converted to f64 exactly).
+pub struct Golden {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+pub fn goldens(name: &str) -> HashMap<String, Golden> {
+    let bytes = std::fs::read(fixture(name).join("golden.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let raw = v.data();
+            let data: Vec<f64> = match v.dtype() {
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                Dtype::I64 => raw
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                    .collect(),
+                d => panic!("unexpected dtype {d:?}"),
+            };
+            (
+                k,
+                Golden {
+                    shape: v.shape().to_vec(),
+                    data,
+                },
+            )
+        })
+        .collect()
+}
+
+pub fn golden_json(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture(name).join("golden.json")).unwrap()).unwrap()
+}
+
+/// Largest absolute difference; panics when lengths differ.
+pub fn max_abs_diff(ours: &[f32], golden: &[f64]) -> f64 {
+    assert_eq!(ours.len(), golden.len(), "length differs");
+    ours.iter()
+        .zip(golden)
+        .map(|(&a, &b)| (a as f64 - b).abs())
+        .fold(0.0, f64::max)
+}
+
+pub fn flatten3(x: &[Vec<Vec<f32>>]) -> Vec<f32> {
+    x.iter().flatten().flatten().copied().collect()
+}
+
+pub fn flatten4(x: &[Vec<Vec<Vec<f32>>>]) -> Vec<f32> {
+    x.iter().flatten().flatten().flatten().copied().collect()
+}
