@@ -33,7 +33,7 @@ wasm_env=""
 sysroot=$(rustc --print sysroot)
 if [ -d "$sysroot/lib/rustlib/wasm32-unknown-unknown" ]; then
   say "wasm32 target: rustup's ($(rustc --version))"
-elif rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+elif timeout 300 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
   say "wasm32 target: added with rustup"
 else
   say "wasm32 target: rustup cannot fetch it here; using Debian's rustc-web with -Z build-std"

@@ -1,9 +1,15 @@
-//! The native CLI. Its commands and JSON lines are a contract scripts rely on.
+//! The native CLI. Its commands and JSON lines are a contract scripts rely on:
+//! one JSON object per input, one per line, on stdout; errors on stderr, non-zero exit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value};
+use webformer::engine::backend::cpu::CpuBackend;
+use webformer::engine::encoder::Want;
+use webformer::engine::model::Prediction;
+use webformer::engine::pipeline::Pipeline;
 use webformer::engine::tokenize::TextTokenizer;
 
 #[derive(Parser)]
@@ -17,9 +23,48 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Cpu,
+    Webgpu,
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// A Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json, …).
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
+    /// Also print `attentions` [layer][head][query][key] over the input's own tokens.
+    #[arg(long)]
+    attentions: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Print the tokens of each TEXT as one JSON line (`token_ids`, `tokens`).
+    /// Classify each TEXT: `token_ids`, `logits`, `probs`, `label`.
+    Text {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Classify each image file: `logits`, `probs`, `label`.
+    Image {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(required = true)]
+        path: Vec<PathBuf>,
+    },
+    /// Embed each TEXT: `token_ids`, `embedding` (mean of the last hidden states, not normalised).
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Print the tokens of each TEXT: `token_ids`, `tokens`.
     Tokenize {
         /// A tokenizer.json file.
         #[arg(long)]
@@ -32,8 +77,99 @@ enum Command {
     },
 }
 
+fn load(args: &ModelArgs) -> Result<(CpuBackend, Pipeline<CpuBackend>), String> {
+    let be = match args.backend {
+        BackendArg::Cpu => CpuBackend::new(),
+        BackendArg::Webgpu => return Err("the WebGPU backend is not built yet; use --backend cpu".into()),
+    };
+    let pipeline = Pipeline::from_dir(&be, &args.model).map_err(|e| e.to_string())?;
+    Ok((be, pipeline))
+}
+
+fn want(args: &ModelArgs) -> Want {
+    Want {
+        attentions: args.attentions,
+        hidden_states: false,
+    }
+}
+
+/// The contract's fields of one prediction.
+fn fields(p: Prediction, classify: bool, embed: bool) -> Map<String, Value> {
+    let mut m = Map::new();
+    if classify {
+        m.insert("logits".into(), json!(p.logits));
+        m.insert("probs".into(), json!(p.probs));
+        m.insert("label".into(), json!(p.label));
+    }
+    if embed {
+        m.insert("embedding".into(), json!(p.embedding));
+    }
+    if let Some(a) = p.attentions {
+        m.insert("attentions".into(), json!(a));
+    }
+    m
+}
+
+fn print(m: Map<String, Value>) {
+    println!("{}", Value::Object(m));
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Text { model, text } => {
+            let (be, p) = load(&model)?;
+            if !p.model.config.architecture.has_classifier() {
+                return Err(format!(
+                    "{} has no classifier (an encoder); use `webformer embed`",
+                    model.model.display()
+                ));
+            }
+            let texts: Vec<&str> = text.iter().map(String::as_str).collect();
+            for t in p
+                .run_texts(&be, &texts, want(&model))
+                .map_err(|e| e.to_string())?
+            {
+                let mut m = Map::new();
+                m.insert("token_ids".into(), json!(t.token_ids));
+                m.extend(fields(t.prediction, true, false));
+                print(m);
+            }
+            Ok(())
+        }
+        Command::Embed { model, text } => {
+            let (be, p) = load(&model)?;
+            let texts: Vec<&str> = text.iter().map(String::as_str).collect();
+            for t in p
+                .run_texts(&be, &texts, want(&model))
+                .map_err(|e| e.to_string())?
+            {
+                let mut m = Map::new();
+                m.insert("token_ids".into(), json!(t.token_ids));
+                m.extend(fields(t.prediction, false, true));
+                print(m);
+            }
+            Ok(())
+        }
+        Command::Image { model, path } => {
+            let (be, p) = load(&model)?;
+            if !p.model.config.architecture.has_classifier() {
+                return Err(format!(
+                    "{} has no classifier (an encoder)",
+                    model.model.display()
+                ));
+            }
+            let images = path
+                .iter()
+                .map(|f| read(f).map(|b| (f.display().to_string(), b)))
+                .collect::<Result<Vec<_>, _>>()?;
+            for pred in p
+                .run_images(&be, &images, want(&model))
+                .map_err(|e| e.to_string())?
+            {
+                print(fields(pred, true, false));
+            }
+            Ok(())
+        }
         Command::Tokenize {
             tokenizer,
             max_len,
@@ -42,7 +178,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let tok = TextTokenizer::from_file(&tokenizer, max_len).map_err(|e| e.to_string())?;
             for t in text {
                 let tokens = tok.encode(&t).map_err(|e| e.to_string())?;
-                let line = serde_json::json!({
+                let line = json!({
                     "token_ids": tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
                     "tokens": tokens.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
                 });
@@ -51,6 +187,10 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,17 @@
 //! The engine: everything between model files and predictions. No web dependencies.
+//!
+//! files → [`config`] + [`checkpoint`] + [`tokenize`] / `image` → [`models`] (embeddings and
+//! heads) around the shared [`encoder`], on a [`backend`] → [`model::Prediction`].
 
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod encoder;
 pub mod error;
+pub mod image;
+pub mod model;
+pub mod models;
+pub mod pipeline;
 pub mod tokenize;
 
 pub use error::EngineError;

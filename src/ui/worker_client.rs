@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_channel::oneshot;
+use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
@@ -14,9 +15,11 @@ use crate::protocol::{FromWorker, Request, Response, ToWorker};
 /// Trunk writes this loader next to `index.html` for the `webformer-worker` binary.
 const WORKER_URL: &str = "./webformer-worker_loader.js";
 
+/// Cheap to clone. `SendWrapper` lets Leptos' reactive closures hold it: a worker handle
+/// lives on the page's one thread anyway.
 #[derive(Clone)]
 pub struct WorkerClient {
-    inner: Rc<Inner>,
+    inner: SendWrapper<Rc<Inner>>,
 }
 
 struct Inner {
@@ -76,7 +79,9 @@ impl WorkerClient {
         inner.worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
         onerror.forget();
 
-        Ok(Self { inner })
+        Ok(Self {
+            inner: SendWrapper::new(inner),
+        })
     }
 
     /// Sends a request and waits for its answer. A `Response::Error` becomes `Err`.

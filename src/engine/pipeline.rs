@@ -1,0 +1,160 @@
+//! A model together with what reads its inputs (tokenizer or image preprocessor), loaded
+//! from a checkpoint folder or from named file contents (what the browser has).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::backend::{Backend, Result};
+use super::checkpoint::Checkpoint;
+use super::config::{ConfigKind, ModelConfig};
+use super::encoder::Want;
+use super::image::{self, PreprocessorConfig};
+use super::model::{Model, Prediction};
+use super::tokenize::TextTokenizer;
+use super::EngineError;
+
+/// How many inputs go through the encoder at once.
+const BATCH: usize = 16;
+
+pub struct Pipeline<B: Backend> {
+    pub model: Model<B>,
+    pub tokenizer: Option<TextTokenizer>,
+    pub preprocessor: Option<PreprocessorConfig>,
+}
+
+/// A text's prediction with the ids it was tokenized to.
+#[derive(Clone, Debug, Serialize)]
+pub struct TextPrediction {
+    pub token_ids: Vec<u32>,
+    #[serde(flatten)]
+    pub prediction: Prediction,
+}
+
+fn base(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
+}
+
+impl<B: Backend> Pipeline<B> {
+    /// `files`: (name or path, contents). Needs config.json and the weights; text models
+    /// need tokenizer.json; image models use preprocessor_config.json when present.
+    pub fn from_files(be: &B, files: &[(String, Vec<u8>)]) -> Result<Self> {
+        let find = |n: &str| files.iter().find(|(f, _)| base(f) == n);
+        let (cfg_name, cfg_bytes) = find("config.json").ok_or_else(|| EngineError::Config {
+            file: "config.json".into(),
+            reason: "missing: a model needs its config.json".into(),
+        })?;
+        let config = ModelConfig::from_json(cfg_name, cfg_bytes)?;
+        let (tokenizer, preprocessor) = if config.architecture.is_vision() {
+            let ConfigKind::Vit(vit) = &config.kind else {
+                unreachable!("vision configs are ViT")
+            };
+            let pre = match find("preprocessor_config.json") {
+                Some((name, bytes)) => PreprocessorConfig::from_json(name, bytes)?,
+                // ViTImageProcessor's defaults, at the model's own resolution.
+                None => PreprocessorConfig::from_json(
+                    "preprocessor_config.json (defaults)",
+                    format!(r#"{{"size": {{"height": {0}, "width": {0}}}}}"#, vit.image_size).as_bytes(),
+                )?,
+            };
+            if (pre.size.height, pre.size.width) != (vit.image_size as u32, vit.image_size as u32) {
+                return Err(EngineError::Config {
+                    file: "preprocessor_config.json".into(),
+                    reason: format!(
+                        "resizes to {}×{} but the model takes {1}×{1}",
+                        pre.size.width, vit.image_size
+                    ),
+                });
+            }
+            (None, Some(pre))
+        } else {
+            let (name, bytes) = find("tokenizer.json").ok_or_else(|| EngineError::Tokenizer {
+                file: "tokenizer.json".into(),
+                reason: "missing: a text model needs its tokenizer.json".into(),
+            })?;
+            (
+                Some(TextTokenizer::from_bytes(name, bytes, config.max_positions())?),
+                None,
+            )
+        };
+        let checkpoint = Checkpoint::from_files(files)?;
+        let model = Model::load(be, config, checkpoint)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            preprocessor,
+        })
+    }
+
+    pub fn from_dir(be: &B, dir: &Path) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).map_err(|source| EngineError::Io {
+            file: dir.display().to_string(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = base(&path.to_string_lossy()).to_string();
+            let wanted = name.ends_with(".json") || name.ends_with(".safetensors") || name.ends_with(".bin");
+            if !wanted || name == "golden.safetensors" || !path.is_file() {
+                continue;
+            }
+            // A pickle is only named (to say we refuse it), never read.
+            let bytes = if name.ends_with(".bin") {
+                Vec::new()
+            } else {
+                std::fs::read(&path).map_err(|source| EngineError::Io {
+                    file: path.display().to_string(),
+                    source,
+                })?
+            };
+            files.push((path.display().to_string(), bytes));
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::from_files(be, &files)
+    }
+
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| EngineError::Input("this is an image model; it takes images, not text".into()))
+    }
+
+    /// Tokenizes and runs texts, in batches.
+    pub fn run_texts(&self, be: &B, texts: &[&str], want: Want) -> Result<Vec<TextPrediction>> {
+        let tok = self.tokenizer()?;
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode_ids(t)).collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let preds = self.model.run_text(be, chunk, want)?;
+            out.extend(
+                chunk
+                    .iter()
+                    .cloned()
+                    .zip(preds)
+                    .map(|(token_ids, prediction)| TextPrediction {
+                        token_ids,
+                        prediction,
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Decodes, preprocesses and runs images given as (name, file contents).
+    pub fn run_images(&self, be: &B, images: &[(String, Vec<u8>)], want: Want) -> Result<Vec<Prediction>> {
+        let pre = self
+            .preprocessor
+            .as_ref()
+            .ok_or_else(|| EngineError::Input("this is a text model; it takes text, not images".into()))?;
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(BATCH) {
+            let pixels: Vec<Vec<f32>> = chunk
+                .iter()
+                .map(|(name, bytes)| image::preprocess_bytes(name, bytes, pre))
+                .collect::<Result<_>>()?;
+            out.extend(self.model.run_images(be, &pixels, want)?);
+        }
+        Ok(out)
+    }
+}
