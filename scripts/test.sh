@@ -13,8 +13,7 @@ source .tools/env.sh
 step "cargo fmt --check"
 cargo fmt --check
 
-step "cargo clippy (engine and CLI; page and worker with --features web), warnings denied"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --all-targets --features web (engine, CLI, page, worker, tests), warnings denied"
 cargo clippy --all-targets --locked --features web -- -D warnings
 
 step "cargo test (engine, natively)"

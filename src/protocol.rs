@@ -52,6 +52,11 @@ pub enum Request {
     LoadTokenizer { source: String, json: String },
     /// Tokenizes text with the installed tokenizer.
     Tokenize { text: String },
+    /// Loads a model from its files (config.json, *.safetensors, tokenizer.json, …). The
+    /// contents travel beside the message as transferred buffers, in `names` order.
+    LoadModel { source: String, names: Vec<String> },
+    /// Classifies each text with the loaded model.
+    ClassifyText { texts: Vec<String>, attentions: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,10 +73,38 @@ pub enum Response {
     Tokens {
         tokens: Vec<Token>,
     },
+    ModelLoaded(ModelInfo),
+    TextResults {
+        results: Vec<TextResult>,
+    },
     /// The request failed; `message` is meant for the user.
     Error {
         message: String,
     },
+}
+
+/// What the page shows about a loaded model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub source: String,
+    pub architecture: String,
+    /// "text" or "image".
+    pub modality: String,
+    pub labels: Vec<String>,
+    pub layers: usize,
+    pub heads: usize,
+    pub hidden: usize,
+}
+
+/// One text's classification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextResult {
+    pub text: String,
+    pub tokens: Vec<Token>,
+    pub label: String,
+    pub probs: Vec<f32>,
+    /// `[layer][head][query][key]`, when asked for.
+    pub attentions: Option<Vec<Vec<Vec<Vec<f32>>>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -132,6 +132,8 @@ fn per_channel<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
 }
 
 impl PreprocessorConfig {
+    /// Parses a preprocessor_config.json. Refuses settings this port does not reproduce
+    /// (center crop, shortest-edge sizes) instead of giving the model different pixels.
     pub fn from_json(file: &str, bytes: &[u8]) -> Result<Self, EngineError> {
         let err = |reason: String| EngineError::Config {
             file: file.to_string(),
@@ -139,8 +141,6 @@ impl PreprocessorConfig {
         };
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        // The processor would crop after resizing; silently skipping that would feed the
-        // model different pixels than the reference.
         if value.get("do_center_crop").and_then(|v| v.as_bool()) == Some(true) {
             return Err(err("do_center_crop is not supported".into()));
         }
@@ -207,7 +207,8 @@ pub fn decode_rgb(file: &str, bytes: &[u8]) -> Result<RgbImage, EngineError> {
 /// Unreadable metadata means no rotation (PIL would not rotate either).
 fn orientation(decoder: &mut impl ImageDecoder) -> Orientation {
     if let Ok(Some(exif)) = decoder.exif_metadata() {
-        // PNG and WebP chunks written by PIL keep the "Exif\0\0" JPEG marker prefix.
+        // Some writers keep the JPEG marker's "Exif\0\0" prefix in PNG/WebP chunks; PIL
+        // reads both.
         let tiff = exif.strip_prefix(b"Exif\0\0").unwrap_or(&exif);
         if let Some(o) = Orientation::from_exif_chunk(tiff) {
             return o;
@@ -229,7 +230,7 @@ fn orientation(decoder: &mut impl ImageDecoder) -> Orientation {
 
 fn to_rgb_like_pil(img: DynamicImage, png_gray16: bool) -> RgbImage {
     let (w, h) = (img.width(), img.height());
-    let from_fn = |f: &dyn Fn(u32, u32) -> [u8; 3]| RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)));
+    let pack = |samples: Vec<u8>| RgbImage::from_raw(w, h, samples).expect("3 samples per pixel");
     // PIL keeps the high byte of 16-bit RGB(A)/LA PNG samples ("RGB;16B" raw modes), but
     // clips "I;16" grayscale at 255 (Convert.c I16_RGB).
     let gray16 = |v: u16| {
@@ -239,21 +240,20 @@ fn to_rgb_like_pil(img: DynamicImage, png_gray16: bool) -> RgbImage {
             (v >> 8) as u8
         }
     };
+    let high = |v: u16| (v >> 8) as u8;
     match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
-        DynamicImage::ImageRgba8(i) => from_fn(&|x, y| {
-            let p = i.get_pixel(x, y).0;
-            [p[0], p[1], p[2]]
-        }),
-        DynamicImage::ImageLuma8(i) => from_fn(&|x, y| [i.get_pixel(x, y).0[0]; 3]),
-        DynamicImage::ImageLumaA8(i) => from_fn(&|x, y| [i.get_pixel(x, y).0[0]; 3]),
-        DynamicImage::ImageLuma16(i) => from_fn(&|x, y| [gray16(i.get_pixel(x, y).0[0]); 3]),
-        DynamicImage::ImageLumaA16(i) => from_fn(&|x, y| [gray16(i.get_pixel(x, y).0[0]); 3]),
-        DynamicImage::ImageRgb16(i) => from_fn(&|x, y| i.get_pixel(x, y).0.map(|v| (v >> 8) as u8)),
-        DynamicImage::ImageRgba16(i) => from_fn(&|x, y| {
-            let p = i.get_pixel(x, y).0;
-            [p[0], p[1], p[2]].map(|v| (v >> 8) as u8)
-        }),
+        DynamicImage::ImageRgba8(i) => pack(i.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
+        DynamicImage::ImageLuma8(i) => pack(i.iter().flat_map(|&v| [v; 3]).collect()),
+        DynamicImage::ImageLumaA8(i) => pack(i.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect()),
+        DynamicImage::ImageLuma16(i) => pack(i.iter().flat_map(|&v| [gray16(v); 3]).collect()),
+        DynamicImage::ImageLumaA16(i) => pack(i.chunks_exact(2).flat_map(|p| [gray16(p[0]); 3]).collect()),
+        DynamicImage::ImageRgb16(i) => pack(i.iter().map(|&v| high(v)).collect()),
+        DynamicImage::ImageRgba16(i) => pack(
+            i.chunks_exact(4)
+                .flat_map(|p| [high(p[0]), high(p[1]), high(p[2])])
+                .collect(),
+        ),
         // Not produced by the four supported decoders.
         other => other.to_rgb8(),
     }
@@ -276,7 +276,7 @@ pub fn preprocess(img: &RgbImage, cfg: &PreprocessorConfig) -> Result<Vec<f32>, 
         for c in 0..3 {
             // rescale: float64 multiply, then cast to float32; normalize: float32 ops.
             let mut v = if cfg.do_rescale {
-                f32::from(p.0[c]) * cfg.rescale_factor as f32
+                (f64::from(p.0[c]) * cfg.rescale_factor) as f32
             } else {
                 f32::from(p.0[c])
             };
@@ -489,102 +489,77 @@ fn clip8(ss: i64) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// One 8-bit channel-interleaved image (RGB, 3 bytes a pixel).
-struct Plane {
-    w: usize,
-    h: usize,
-    data: Vec<u8>,
-}
-
-fn horizontal_pass(src: &Plane, row_offset: usize, rows: usize, c: &Coeffs) -> Plane {
+/// Horizontal pass over `rows` rows of an RGB buffer `src_w` pixels wide, starting at
+/// row `row_offset`.
+fn horizontal_pass(src: &[u8], src_w: usize, row_offset: usize, rows: usize, c: &Coeffs) -> Vec<u8> {
     let out_w = c.bounds.len();
-    let mut data = vec![0u8; out_w * rows * 3];
-    for yy in 0..rows {
-        let line = &src.data[(yy + row_offset) * src.w * 3..][..src.w * 3];
-        for (xx, (&(xmin, n), k)) in c.bounds.iter().zip(&c.weights).enumerate() {
+    let mut out = vec![0u8; out_w * rows * 3];
+    for (yy, out_line) in out.chunks_exact_mut(out_w * 3).enumerate() {
+        let line = &src[(yy + row_offset) * src_w * 3..][..src_w * 3];
+        for ((&(xmin, n), k), px_out) in c.bounds.iter().zip(&c.weights).zip(out_line.chunks_exact_mut(3)) {
             let mut ss = [1i64 << (PRECISION_BITS - 1); 3];
-            for (x, &kx) in k.iter().enumerate().take(n) {
-                let px = &line[(xmin + x) * 3..][..3];
+            for (px, &kx) in line[xmin * 3..][..n * 3].chunks_exact(3).zip(k) {
                 for ch in 0..3 {
                     ss[ch] += i64::from(px[ch]) * i64::from(kx);
                 }
             }
-            let out = &mut data[(yy * out_w + xx) * 3..][..3];
             for ch in 0..3 {
-                out[ch] = clip8(ss[ch]);
+                px_out[ch] = clip8(ss[ch]);
             }
         }
     }
-    Plane {
-        w: out_w,
-        h: rows,
-        data,
-    }
+    out
 }
 
-fn vertical_pass(src: &Plane, c: &Coeffs) -> Plane {
-    let out_h = c.bounds.len();
-    let row = src.w * 3;
-    let mut data = vec![0u8; row * out_h];
-    for (yy, (&(ymin, n), k)) in c.bounds.iter().zip(&c.weights).enumerate() {
-        for i in 0..row {
+/// Vertical pass over an RGB buffer `w` pixels wide.
+fn vertical_pass(src: &[u8], w: usize, c: &Coeffs) -> Vec<u8> {
+    let row = w * 3;
+    let mut out = vec![0u8; row * c.bounds.len()];
+    for ((&(ymin, n), k), out_line) in c.bounds.iter().zip(&c.weights).zip(out.chunks_exact_mut(row)) {
+        for (i, sample) in out_line.iter_mut().enumerate() {
             let mut ss = 1i64 << (PRECISION_BITS - 1);
             for (y, &ky) in k.iter().enumerate().take(n) {
-                ss += i64::from(src.data[(ymin + y) * row + i]) * i64::from(ky);
+                ss += i64::from(src[(ymin + y) * row + i]) * i64::from(ky);
             }
-            data[yy * row + i] = clip8(ss);
+            *sample = clip8(ss);
         }
     }
-    Plane {
-        w: src.w,
-        h: out_h,
-        data,
-    }
+    out
 }
 
 /// `ImagingResampleInner`: two separable passes through a uint8 intermediate, in the
 /// order Pillow picks.
 fn resample_convolution(img: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (in_w, in_h) = img.dimensions();
-    let need_horizontal = width != in_w;
-    let need_vertical = height != in_h;
+    let (w, h) = (width as usize, height as usize);
     // Pillow runs the vertical pass first when height shrinks more than twice as much as
     // width, and each pass rounds to uint8, so the order changes pixels.
-    let (dy, dx) = (
-        i64::from(in_h) - i64::from(height),
-        i64::from(in_w) - i64::from(width),
-    );
+    let dy = i64::from(in_h) - i64::from(height);
+    let dx = i64::from(in_w) - i64::from(width);
     let horizontal_first = !(dy > 0 && dy > dx * 2);
     let mut vert = precompute_coeffs(in_h, height, filter);
     let horiz = precompute_coeffs(in_w, width, filter);
-    let mut plane = Plane {
-        w: in_w as usize,
-        h: in_h as usize,
-        data: img.as_raw().clone(),
-    };
-    if horizontal_first {
-        if need_horizontal {
+    let src = img.as_raw();
+    let out = match (width != in_w, height != in_h) {
+        (false, false) => src.clone(),
+        (true, false) => horizontal_pass(src, in_w as usize, 0, h, &horiz),
+        (false, true) => vertical_pass(src, w, &vert),
+        (true, true) if horizontal_first => {
             // Only the rows the vertical pass reads are resampled horizontally.
             let first = vert.bounds[0].0;
-            let (last_min, last_n) = vert.bounds[vert.bounds.len() - 1];
-            let last = last_min + last_n;
+            let (last_min, last_n) = vert.bounds[h - 1];
             for b in &mut vert.bounds {
                 b.0 -= first;
             }
-            plane = horizontal_pass(&plane, first, last - first, &horiz);
+            let tmp = horizontal_pass(src, in_w as usize, first, last_min + last_n - first, &horiz);
+            vertical_pass(&tmp, w, &vert)
         }
-        if need_vertical {
-            plane = vertical_pass(&plane, &vert);
+        (true, true) => {
+            let tmp = vertical_pass(src, in_w as usize, &vert);
+            horizontal_pass(&tmp, in_w as usize, 0, h, &horiz)
         }
-    } else {
-        if need_vertical {
-            plane = vertical_pass(&plane, &vert);
-        }
-        if need_horizontal {
-            plane = horizontal_pass(&plane, 0, plane.h, &horiz);
-        }
-    }
-    RgbImage::from_raw(plane.w as u32, plane.h as u32, plane.data).expect("buffer matches its size")
+    };
+    RgbImage::from_raw(width, height, out).expect("buffer matches its size")
 }
 
 /// PIL's NEAREST resize: `ImagingScaleAffine` with the source position accumulated in

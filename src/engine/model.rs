@@ -6,7 +6,7 @@ use super::backend::{Backend, Result};
 use super::checkpoint::Checkpoint;
 use super::config::{ConfigKind, ModelConfig};
 use super::encoder::{Encoder, EncoderOutput, Want};
-use super::models::{bert::Bert, distilbert::DistilBert, vit::Vit};
+use super::models::{bert::Bert, distilbert::DistilBert, vit::Vit, HeadOutput};
 use super::EngineError;
 
 enum Net<B: Backend> {
@@ -58,6 +58,11 @@ impl<B: Backend> Model<B> {
             ConfigKind::Vit(c) => Net::Vit(Vit::load(be, c, &mut ckpt, labels)?),
         };
         Ok(Self { config, net })
+    }
+
+    /// Attention heads per layer.
+    pub fn heads(&self) -> usize {
+        self.encoder().heads
     }
 
     fn encoder(&self) -> &Encoder<B> {
@@ -133,9 +138,12 @@ impl<B: Backend> Model<B> {
         };
         let cls_rows: Vec<u32> = (0..batch).map(|i| (i * seq) as u32).collect();
         let cls = be.gather_rows(&last, &cls_rows)?;
-        let (pooled, logits) = match &self.net {
+        let HeadOutput { pooled, logits } = match &self.net {
             Net::Bert(m) => m.head(be, &cls)?,
-            Net::DistilBert(m) => (None, m.head(be, &cls)?),
+            Net::DistilBert(m) => HeadOutput {
+                pooled: None,
+                logits: m.head(be, &cls)?,
+            },
             Net::Vit(m) => m.head(be, &cls)?,
         };
         let d = self.config.hidden_size();

@@ -4,6 +4,7 @@
 mod about;
 mod finetune;
 mod images;
+mod model_files;
 mod status;
 mod text;
 pub mod worker_client;

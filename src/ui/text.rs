@@ -5,7 +5,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::worker_client::WorkerClient;
 use crate::engine::tokenize::Token;
-use crate::protocol::{Request, Response};
+use crate::protocol::{ModelInfo, Request, Response, TextResult};
 
 const DEMO_TOKENIZER: &str = "./demo/tokenizer.json";
 
@@ -39,6 +39,9 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
     let (error, set_error) = signal(None::<String>);
     let (text, set_text) = signal(String::new());
     let (tokens, set_tokens) = signal(Vec::<Token>::new());
+    let (model, set_model) = signal(None::<ModelInfo>);
+    let (results, set_results) = signal(Vec::<TextResult>::new());
+    let (classify_error, set_classify_error) = signal(None::<String>);
     // Answers can come back out of order; only the newest request's answer is shown.
     let generation = RwSignal::new(0u64);
 
@@ -97,6 +100,41 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
         });
     }
 
+    let classify = {
+        let client = client.clone();
+        move |_| {
+            let texts: Vec<String> = text
+                .get_untracked()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if texts.is_empty() {
+                set_classify_error.set(Some("Type at least one line of text to classify.".into()));
+                return;
+            }
+            let client = client.clone();
+            spawn_local(async move {
+                match client
+                    .call(Request::ClassifyText {
+                        texts,
+                        attentions: false,
+                    })
+                    .await
+                {
+                    Ok(Response::TextResults { results }) => {
+                        set_classify_error.set(None);
+                        set_results.set(results);
+                    }
+                    Ok(other) => set_classify_error.set(Some(format!("unexpected answer: {other:?}"))),
+                    Err(message) => set_classify_error.set(Some(message)),
+                }
+            });
+        }
+    };
+    let model_files = view! { <super::model_files::ModelFiles client=client.clone() set_model=set_model /> };
+
     let load_file = move |file: web_sys::File| {
         let load = load.clone();
         spawn_local(async move {
@@ -130,9 +168,10 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
         <section aria-labelledby="text-title">
             <h2 id="text-title">"Classify text"</h2>
             <p class="hint">
-                "Sentiment classification arrives with the engine. Already here: the tokenizer, "
-                "computed in WebAssembly inside the worker — the first step of every text model."
+                "Load a text classifier from local files, type one sentence per line, and classify. "
+                "Everything runs in WebAssembly inside a worker; nothing leaves your machine."
             </p>
+            {model_files}
             <div
                 class="dropzone"
                 on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
@@ -159,6 +198,43 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
                 prop:value=text
             ></textarea>
             {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
+            <button data-testid="classify-text" on:click=classify disabled=move || model.get().is_none()>
+                "Classify"
+            </button>
+            {move || classify_error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
+            <ul class="results">
+                {move || {
+                    let labels = model.get().map(|m| m.labels).unwrap_or_default();
+                    results
+                        .get()
+                        .into_iter()
+                        .map(|r| {
+                            let probs_json = serde_json::to_string(&r.probs).unwrap_or_default();
+                            let bars = labels
+                                .iter()
+                                .zip(&r.probs)
+                                .map(|(name, p)| {
+                                    let pct = format!("{:.1}%", p * 100.0);
+                                    view! {
+                                        <div class="bar">
+                                            <span class="bar-label">{name.clone()}</span>
+                                            <span class="bar-track"><span class="bar-fill" style:width=pct.clone()></span></span>
+                                            <span class="bar-value">{pct}</span>
+                                        </div>
+                                    }
+                                })
+                                .collect_view();
+                            view! {
+                                <li data-testid="text-result" data-label=r.label.clone() data-probs=probs_json>
+                                    <p class="result-text">{r.text.clone()}" → "<strong>{r.label.clone()}</strong></p>
+                                    {bars}
+                                </li>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </ul>
+            <h3>"Tokens"</h3>
             <div
                 class="tokens"
                 data-testid="tokens"
@@ -173,7 +249,7 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
                         .map(|t| {
                             view! {
                                 <span class="token" class:special=t.special title=format!("id {}", t.id) data-testid="token">
-                                    {t.text}
+                                    <span class="token-text">{t.text}</span>
                                     <small>{t.id}</small>
                                 </span>
                             }

@@ -28,7 +28,7 @@ struct Inner {
     pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     /// Requests made before the worker said it is ready, sent when it does.
     ready: Cell<bool>,
-    queued: RefCell<Vec<String>>,
+    queued: RefCell<Vec<Outgoing>>,
     /// Set when the worker failed to start or crashed; every call then gets this message.
     failed: RefCell<Option<String>>,
 }
@@ -86,6 +86,16 @@ impl WorkerClient {
 
     /// Sends a request and waits for its answer. A `Response::Error` becomes `Err`.
     pub async fn call(&self, request: Request) -> Result<Response, String> {
+        self.call_with_files(request, Vec::new()).await
+    }
+
+    /// Like `call`, with file contents that move to the worker (the buffers are
+    /// transferred, not copied: a model's weights are never held twice).
+    pub async fn call_with_files(
+        &self,
+        request: Request,
+        files: Vec<js_sys::ArrayBuffer>,
+    ) -> Result<Response, String> {
         if let Some(message) = self.inner.failed.borrow().clone() {
             return Err(message);
         }
@@ -93,11 +103,14 @@ impl WorkerClient {
         self.inner.next_id.set(id + 1);
         let (tx, rx) = oneshot::channel();
         self.inner.pending.borrow_mut().insert(id, tx);
-        let text = ToWorker { id, request }.to_json();
+        let message = Outgoing {
+            json: ToWorker { id, request }.to_json(),
+            files,
+        };
         if self.inner.ready.get() {
-            self.inner.send(&text);
+            self.inner.send(&message);
         } else {
-            self.inner.queued.borrow_mut().push(text);
+            self.inner.queued.borrow_mut().push(message);
         }
         match rx.await {
             Ok(Response::Error { message }) => Err(message),
@@ -112,17 +125,31 @@ impl WorkerClient {
     }
 }
 
+struct Outgoing {
+    json: String,
+    files: Vec<js_sys::ArrayBuffer>,
+}
+
 impl Inner {
-    fn send(&self, text: &str) {
-        if let Err(e) = self.worker.post_message(&JsValue::from_str(text)) {
+    fn send(&self, message: &Outgoing) {
+        let sent = if message.files.is_empty() {
+            self.worker.post_message(&JsValue::from_str(&message.json))
+        } else {
+            let buffers: js_sys::Array = message.files.iter().collect();
+            let data = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&data, &"json".into(), &JsValue::from_str(&message.json));
+            let _ = js_sys::Reflect::set(&data, &"buffers".into(), &buffers);
+            self.worker.post_message_with_transfer(&data, &buffers)
+        };
+        if let Err(e) = sent {
             self.fail(format!("could not message the worker: {e:?}"));
         }
     }
 
     fn mark_ready(&self) {
         self.ready.set(true);
-        for text in self.queued.borrow_mut().drain(..) {
-            self.send(&text);
+        for message in self.queued.borrow_mut().drain(..) {
+            self.send(&message);
         }
     }
 

@@ -21,14 +21,17 @@ pub fn run() {
     let service = Rc::new(RefCell::new(Service::new()));
 
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let Some(text) = ev.data().as_string() else {
-            post(
-                0,
-                Response::Error {
-                    message: "the worker only accepts JSON text messages".into(),
-                },
-            );
-            return;
+        let (text, files) = match unpack(&ev.data()) {
+            Some(parts) => parts,
+            None => {
+                post(
+                    0,
+                    Response::Error {
+                        message: "the worker got a message it does not understand".into(),
+                    },
+                );
+                return;
+            }
         };
         let msg = match ToWorker::from_json(&text) {
             Ok(msg) => msg,
@@ -44,7 +47,7 @@ pub fn run() {
                 });
             }
             request => {
-                let response = service.borrow_mut().handle(request);
+                let response = service.borrow_mut().handle_with_files(request, files);
                 post(msg.id, response);
             }
         }
@@ -57,6 +60,24 @@ pub fn run() {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
     );
+}
+
+/// A message is the request's JSON text, or `{json, buffers}` when file contents travel
+/// with it (as transferred `ArrayBuffer`s, so they are not copied).
+fn unpack(data: &JsValue) -> Option<(String, Vec<Vec<u8>>)> {
+    if let Some(text) = data.as_string() {
+        return Some((text, Vec::new()));
+    }
+    let json = js_sys::Reflect::get(data, &"json".into()).ok()?.as_string()?;
+    let buffers: js_sys::Array = js_sys::Reflect::get(data, &"buffers".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let files = buffers
+        .iter()
+        .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+        .collect();
+    Some((json, files))
 }
 
 fn post(id: u64, response: Response) {

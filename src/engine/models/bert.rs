@@ -5,7 +5,7 @@ use super::super::backend::{Backend, Result};
 use super::super::checkpoint::Checkpoint;
 use super::super::config::BertConfig;
 use super::super::encoder::{Encoder, Layer, LayerNorm, Linear, NormPlacement};
-use super::prefix;
+use super::{prefix, HeadOutput};
 
 pub struct Bert<B: Backend> {
     word: B::Tensor,
@@ -83,15 +83,21 @@ impl<B: Backend> Bert<B> {
     }
 
     /// From the `[CLS]` rows: `(pooled, logits)`.
-    pub fn head(&self, be: &B, cls: &B::Tensor) -> Result<(Option<B::Tensor>, Option<B::Tensor>)> {
+    pub fn head(&self, be: &B, cls: &B::Tensor) -> Result<HeadOutput<B::Tensor>> {
         let Some(pooler) = &self.pooler else {
-            return Ok((None, None));
+            return Ok(HeadOutput {
+                pooled: None,
+                logits: None,
+            });
         };
         let pooled = be.tanh(&pooler.forward(be, cls)?)?;
         let logits = match &self.classifier {
             Some(c) => Some(c.forward(be, &pooled)?),
             None => None,
         };
-        Ok((Some(pooled), logits))
+        Ok(HeadOutput {
+            pooled: Some(pooled),
+            logits,
+        })
     }
 }

@@ -17,3 +17,11 @@ pub(crate) fn prefix(ckpt: &Checkpoint, name: &str) -> String {
         String::new()
     }
 }
+
+/// What a model's head gives for the `[CLS]` rows.
+pub struct HeadOutput<T> {
+    /// The tanh pooler's output, where the model has a pooler.
+    pub pooled: Option<T>,
+    /// Classifier logits, where the model has a classifier.
+    pub logits: Option<T>,
+}

@@ -7,7 +7,7 @@ use super::super::checkpoint::Checkpoint;
 use super::super::config::VitConfig;
 use super::super::encoder::{Encoder, Layer, LayerNorm, Linear, NormPlacement};
 use super::super::EngineError;
-use super::prefix;
+use super::{prefix, HeadOutput};
 
 pub struct Vit<B: Backend> {
     pub cfg: VitConfig,
@@ -138,7 +138,7 @@ impl<B: Backend> Vit<B> {
     }
 
     /// From the normed `[CLS]` rows: `(pooled, logits)`.
-    pub fn head(&self, be: &B, cls: &B::Tensor) -> Result<(Option<B::Tensor>, Option<B::Tensor>)> {
+    pub fn head(&self, be: &B, cls: &B::Tensor) -> Result<HeadOutput<B::Tensor>> {
         let pooled = match &self.pooler {
             Some(p) => Some(be.tanh(&p.forward(be, cls)?)?),
             None => None,
@@ -147,6 +147,6 @@ impl<B: Backend> Vit<B> {
             Some(c) => Some(c.forward(be, cls)?),
             None => None,
         };
-        Ok((pooled, logits))
+        Ok(HeadOutput { pooled, logits })
     }
 }

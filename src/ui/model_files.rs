@@ -1,0 +1,90 @@
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::worker_client::WorkerClient;
+use crate::protocol::{ModelInfo, Request, Response};
+
+async fn read_buffer(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
+    JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|e| format!("could not read {}: {e:?}", file.name()))?
+        .dyn_into()
+        .map_err(|_| format!("{} did not read as bytes", file.name()))
+}
+
+/// "Open local files": the user picks a model's files (config.json, *.safetensors,
+/// tokenizer.json, preprocessor_config.json) and the worker loads them.
+#[component]
+pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>>) -> impl IntoView {
+    let (status, set_status) = signal("No model loaded.".to_string());
+    let (error, set_error) = signal(None::<String>);
+    let (busy, set_busy) = signal(false);
+
+    let on_pick = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(list) = input.files() else { return };
+        let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
+        if files.is_empty() {
+            return;
+        }
+        let client = client.clone();
+        set_busy.set(true);
+        set_status.set(format!("Loading {} files…", files.len()));
+        spawn_local(async move {
+            let mut names = Vec::new();
+            let mut buffers = Vec::new();
+            for f in &files {
+                match read_buffer(f).await {
+                    Ok(b) => {
+                        names.push(f.name());
+                        buffers.push(b);
+                    }
+                    Err(e) => {
+                        set_error.set(Some(e));
+                        set_busy.set(false);
+                        return;
+                    }
+                }
+            }
+            let source = "local files".to_string();
+            match client
+                .call_with_files(Request::LoadModel { source, names }, buffers)
+                .await
+            {
+                Ok(Response::ModelLoaded(info)) => {
+                    set_error.set(None);
+                    set_status.set(format!(
+                        "Loaded {} ({} layers × {} heads, hidden {}){}",
+                        info.architecture,
+                        info.layers,
+                        info.heads,
+                        info.hidden,
+                        if info.labels.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", labels: {}", info.labels.join(", "))
+                        }
+                    ));
+                    set_model.set(Some(info));
+                }
+                Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
+                // The model that was loaded before stays in use.
+                Err(message) => set_error.set(Some(message)),
+            }
+            set_busy.set(false);
+        });
+    };
+
+    view! {
+        <div class="model-files">
+            <label>
+                "Open local model files (config.json, model.safetensors, tokenizer.json): "
+                <input type="file" multiple data-testid="model-files" on:change=on_pick disabled=busy />
+            </label>
+            <p data-testid="model-status" aria-live="polite">{status}</p>
+            {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
+        </div>
+    }
+}
