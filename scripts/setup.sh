@@ -90,6 +90,9 @@ apt_install dataset-fashion-mnist
 
 cat > .tools/env.sh <<SH
 export PATH="$ROOT/.tools/bin:\$HOME/.cargo/bin:\$PATH"
+# One cargo target dir per machine, shared by every checkout (CI clones afresh each run):
+# reusing it saves the dependency builds; nothing depends on it being there.
+export CARGO_TARGET_DIR="\${CARGO_TARGET_DIR:-\$HOME/.cache/webformer/target}"
 export WEBFORMER_WASM_ENV='$wasm_env'
 SH
 say "ready: $(trunk --version), $(wasm-bindgen --version), wasm-opt $(wasm-opt --version | head -n1)"
