@@ -130,10 +130,8 @@ impl ModelConfig {
             (Some("BertModel"), _) | (None, "bert") => Architecture::BertEncoder,
             (Some("DistilBertForSequenceClassification"), _) => Architecture::DistilBertClassifier,
             (Some("DistilBertModel"), _) | (None, "distilbert") => Architecture::DistilBertEncoder,
-            (Some("ViTForImageClassification" | "DeiTForImageClassification"), _) => {
-                Architecture::VitClassifier
-            }
-            (Some("ViTModel" | "DeiTModel"), _) | (None, "vit") => Architecture::VitEncoder,
+            (Some("ViTForImageClassification"), _) => Architecture::VitClassifier,
+            (Some("ViTModel"), _) | (None, "vit") => Architecture::VitEncoder,
             (Some(other), _) => {
                 return Err(bad(format!(
                     "architecture {other} is not supported (supported: BertForSequenceClassification, \

@@ -1,0 +1,146 @@
+//! The `webformer` CLI contract: one JSON object per input per line, errors on stderr
+//! with a non-zero exit.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn webformer(args: &[&str]) -> (i32, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webformer"))
+        .args(args)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+#[test]
+fn text_prints_one_line_per_input_matching_the_goldens() {
+    let name = "bert-uncased-cls";
+    let dir = fixture(name);
+    let meta = golden_json(name);
+    let g = goldens(name);
+    let texts: Vec<&str> = meta["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let mut args = vec!["text", "--model", dir.to_str().unwrap(), "--attentions"];
+    args.extend(&texts);
+    let (code, lines, stderr) = webformer(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines.len(), texts.len());
+    for (i, line) in lines.iter().enumerate() {
+        let ids: Vec<f64> = line["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ids, g[&format!("{i}.input_ids")].data);
+        let d = max_abs_diff(&floats(&line["logits"]), &g[&format!("{i}.logits")].data);
+        assert!(d <= 1e-4, "logits differ by {d:e}");
+        let probs = floats(&line["probs"]);
+        assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(["negative", "positive", "neutral"].contains(&line["label"].as_str().unwrap()));
+        let attn = line["attentions"].as_array().unwrap();
+        let n = ids.len();
+        assert_eq!(
+            (attn.len(), attn[0].as_array().unwrap().len()),
+            (2, 4),
+            "[layer][head]"
+        );
+        assert_eq!(
+            attn[0][0].as_array().unwrap().len(),
+            n,
+            "queries over the input's own tokens"
+        );
+        assert_eq!(
+            attn[0][0][0].as_array().unwrap().len(),
+            n,
+            "keys over the input's own tokens"
+        );
+    }
+}
+
+#[test]
+fn embed_prints_mean_pooled_embedding() {
+    let name = "bert-encoder";
+    let dir = fixture(name);
+    let text = golden_json(name)["texts"][0].as_str().unwrap().to_string();
+    let (code, lines, stderr) = webformer(&["embed", "--model", dir.to_str().unwrap(), &text]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(lines[0].get("logits").is_none() && lines[0].get("attentions").is_none());
+    let d = max_abs_diff(
+        &floats(&lines[0]["embedding"]),
+        &goldens(name)["0.embedding"].data,
+    );
+    assert!(d <= 1e-4, "embedding differs by {d:e}");
+}
+
+#[test]
+fn image_classifies_files() {
+    let dir = fixture("vit-fashion-mnist");
+    let png = dir.join("sample-0.png");
+    let (code, lines, stderr) =
+        webformer(&["image", "--model", dir.to_str().unwrap(), png.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines[0]["label"], "Ankle boot");
+    assert_eq!(floats(&lines[0]["probs"]).len(), 10);
+}
+
+#[test]
+fn errors_go_to_stderr_with_nonzero_exit() {
+    let enc = fixture("bert-encoder");
+    let (code, lines, stderr) = webformer(&["text", "--model", enc.to_str().unwrap(), "hi"]);
+    assert_ne!(code, 0);
+    assert!(lines.is_empty());
+    assert!(stderr.contains("has no classifier"), "{stderr}");
+
+    let (code, _, stderr) = webformer(&["text", "--model", "/no/such/model", "hi"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("/no/such/model"), "{stderr}");
+
+    let vit = fixture("vit-cls");
+    let not_image = fixture("bert-encoder").join("config.json");
+    let (code, _, stderr) = webformer(&[
+        "image",
+        "--model",
+        vit.to_str().unwrap(),
+        not_image.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("config.json: not a usable image"), "{stderr}");
+
+    let (code, _, stderr) = webformer(&[
+        "text",
+        "--model",
+        enc.to_str().unwrap(),
+        "--backend",
+        "webgpu",
+        "hi",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("WebGPU backend is not built yet"), "{stderr}");
+}
