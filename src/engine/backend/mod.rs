@@ -6,6 +6,8 @@
 //! which keeps every op a plain matrix op that a GPU kernel can do in one dispatch.
 
 pub mod cpu;
+#[cfg(feature = "webgpu")]
+pub mod webgpu;
 
 use super::EngineError;
 
