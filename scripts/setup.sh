@@ -57,6 +57,8 @@ fi
 
 # --- Chromium for the browser tests, Node packages (playwright-core, binaryen) ----------
 apt_install chromium
+# Vulkan on Mesa lavapipe: the WebGPU backend's kernels run natively in cargo test.
+apt_install libvulkan1 mesa-vulkan-drivers
 if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/binaryen ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"

@@ -47,10 +47,14 @@ fn gpu() -> Option<WgpuBackend> {
 
 /// Deterministic pseudo-random values in [-scale, scale].
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -114,8 +118,14 @@ fn elementwise_ops_match_cpu() {
             x[2] = 40.0;
         }
         let y = values(n * cols, 99 + n as u64, 3.0);
-        let (gx, gy) = (g.upload(&x, &[n, cols]).unwrap(), g.upload(&y, &[n, cols]).unwrap());
-        let (cx, cy) = (c.upload(&x, &[n, cols]).unwrap(), c.upload(&y, &[n, cols]).unwrap());
+        let (gx, gy) = (
+            g.upload(&x, &[n, cols]).unwrap(),
+            g.upload(&y, &[n, cols]).unwrap(),
+        );
+        let (cx, cy) = (
+            c.upload(&x, &[n, cols]).unwrap(),
+            c.upload(&y, &[n, cols]).unwrap(),
+        );
         let pairs = [
             ("gelu", g.gelu(&gx).unwrap(), c.gelu(&cx).unwrap()),
             ("tanh", g.tanh(&gx).unwrap(), c.tanh(&cx).unwrap()),
@@ -139,7 +149,10 @@ fn layer_norm_matches_cpu() {
     let c = CpuBackend::new();
     for (rows, dim) in [(1, 1), (3, 2), (5, 31), (2, 256), (4, 257), (9, 385), (2, 768)] {
         // An offset mean, as hidden states have, tests the two-pass variance.
-        let x: Vec<f32> = values(rows * dim, dim as u64, 2.0).iter().map(|v| v + 5.0).collect();
+        let x: Vec<f32> = values(rows * dim, dim as u64, 2.0)
+            .iter()
+            .map(|v| v + 5.0)
+            .collect();
         let gamma = values(dim, 7 + dim as u64, 1.0);
         let beta = values(dim, 8 + dim as u64, 1.0);
         let gt = g
@@ -175,7 +188,9 @@ fn gather_and_concat_match_cpu() {
     let gt = g.gather_rows(&g.upload(&table, &[11, 5]).unwrap(), &ids).unwrap();
     let ct = c.gather_rows(&c.upload(&table, &[11, 5]).unwrap(), &ids).unwrap();
     assert_eq!(g.download(&gt).unwrap(), c.download(&ct).unwrap());
-    assert!(g.gather_rows(&g.upload(&table, &[11, 5]).unwrap(), &[11]).is_err());
+    assert!(g
+        .gather_rows(&g.upload(&table, &[11, 5]).unwrap(), &[11])
+        .is_err());
 
     let a = values(2 * 3, 4, 1.0);
     let b = values(4 * 3, 5, 1.0);
@@ -204,8 +219,8 @@ fn attention_matches_cpu() {
         let q = values(rows * d, 1 + seq as u64, 2.0);
         let k = values(rows * d, 2 + seq as u64, 2.0);
         let v = values(rows * d, 3 + seq as u64, 1.0);
-        let mask: Vec<f32> = (0..batch)
-            .flat_map(|b| (0..seq).map(move |t| (t < lens[b]) as u8 as f32))
+        let mask: Vec<f32> = (0..batch * seq)
+            .map(|r| if r % seq < lens[r / seq] { 1.0 } else { 0.0 })
             .collect();
         let shape = AttentionShape { batch, seq, heads };
         let up = |be: &WgpuBackend, x: &[f32]| be.upload(x, &[rows, d]).unwrap();
@@ -213,12 +228,18 @@ fn attention_matches_cpu() {
             .attention(&up(&g, &q), &up(&g, &k), &up(&g, &v), shape, &mask, true)
             .unwrap();
         let cu = |x: &[f32]| c.upload(x, &[rows, d]).unwrap();
-        let (cctx, cp) = c.attention(&cu(&q), &cu(&k), &cu(&v), shape, &mask, true).unwrap();
+        let (cctx, cp) = c
+            .attention(&cu(&q), &cu(&k), &cu(&v), shape, &mask, true)
+            .unwrap();
         let gp = gp.unwrap();
         assert_eq!(g.shape(&gp), vec![batch, heads, seq, seq]);
         let gprobs = g.download(&gp).unwrap();
         let what = format!("attention batch={batch} seq={seq} heads={heads} lens={lens:?}");
-        compare(&format!("{what} probs"), &gprobs, &c.download(&cp.unwrap()).unwrap());
+        compare(
+            &format!("{what} probs"),
+            &gprobs,
+            &c.download(&cp.unwrap()).unwrap(),
+        );
         compare(
             &format!("{what} context"),
             &g.download(&gctx).unwrap(),

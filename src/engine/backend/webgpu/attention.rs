@@ -2,7 +2,7 @@
 //! probability-weighted sum of the values).
 
 use super::{compute_err, grid, groups_for, same_shape, WgpuBackend, WgpuTensor};
-use crate::engine::backend::{AttentionShape, Result};
+use crate::engine::backend::{AttentionShape, Backend, Result};
 
 pub(super) fn attention(
     be: &WgpuBackend,
@@ -49,7 +49,13 @@ pub(super) fn attention(
     ]);
     be.dispatch(
         &be.kernels.attn_scores,
-        &[(0, &q.buf), (1, &k.buf), (2, &mask.buf), (3, &probs.buf), (4, &params)],
+        &[
+            (0, &q.buf),
+            (1, &k.buf),
+            (2, &mask.buf),
+            (3, &probs.buf),
+            (4, &params),
+        ],
         grid(batch * heads * seq),
     );
     be.dispatch(

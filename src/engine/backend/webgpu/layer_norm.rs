@@ -20,14 +20,20 @@ pub(super) fn layer_norm(
         )));
     }
     let out = be.empty(&x.shape)?;
-    let rows = if dim == 0 { 0 } else { x.len() / dim };
+    let rows = x.len().checked_div(dim).unwrap_or(0);
     if rows == 0 {
         return Ok(out);
     }
     let params = be.uniform([rows as u32, dim as u32, (eps as f32).to_bits(), 0, 0, 0, 0, 0]);
     be.dispatch(
         &be.kernels.layer_norm,
-        &[(0, &x.buf), (1, &gamma.buf), (2, &beta.buf), (3, &out.buf), (4, &params)],
+        &[
+            (0, &x.buf),
+            (1, &gamma.buf),
+            (2, &beta.buf),
+            (3, &out.buf),
+            (4, &params),
+        ],
         grid(rows),
     );
     Ok(out)

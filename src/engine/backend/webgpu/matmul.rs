@@ -22,10 +22,7 @@ pub(super) fn linear(
     }
     if let Some(b) = b {
         if b.shape != [m] {
-            return Err(compute_err(format!(
-                "linear: bias {:?} for {m} outputs",
-                b.shape
-            )));
+            return Err(compute_err(format!("linear: bias {:?} for {m} outputs", b.shape)));
         }
     }
     let out = be.empty(&[n, m])?;
@@ -34,7 +31,9 @@ pub(super) fn linear(
     }
     let groups = (m.div_ceil(TILE), n.div_ceil(TILE));
     if groups.0 > super::MAX_GROUPS_PER_DIM as usize || groups.1 > super::MAX_GROUPS_PER_DIM as usize {
-        return Err(compute_err(format!("linear: [{n}, {k}] × [{m}, {k}]ᵀ is too large")));
+        return Err(compute_err(format!(
+            "linear: [{n}, {k}] × [{m}, {k}]ᵀ is too large"
+        )));
     }
     let params = be.uniform([n as u32, k as u32, m as u32, b.is_some() as u32, 0, 0, 0, 0]);
     let bias = b.map(|b| &*b.buf).unwrap_or(&be.dummy);

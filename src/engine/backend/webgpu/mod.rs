@@ -160,7 +160,10 @@ impl WgpuBackend {
 
     fn check_size(&self, elems: usize) -> Result<u64> {
         let bytes = (elems.max(1) * 4) as u64;
-        let max = self.limits.max_buffer_size.min(self.limits.max_storage_buffer_binding_size);
+        let max = self
+            .limits
+            .max_buffer_size
+            .min(self.limits.max_storage_buffer_binding_size);
         if bytes > max {
             return Err(compute_err(format!(
                 "a tensor of {elems} floats ({bytes} bytes) exceeds the GPU's buffer limit of {max} bytes"
@@ -261,7 +264,10 @@ fn same_shape(what: &str, a: &WgpuTensor, b: &WgpuTensor) -> Result<()> {
 fn dims2(what: &str, t: &WgpuTensor) -> Result<(usize, usize)> {
     match t.shape[..] {
         [r, c] => Ok((r, c)),
-        _ => Err(compute_err(format!("{what}: expected a 2-D tensor, got {:?}", t.shape))),
+        _ => Err(compute_err(format!(
+            "{what}: expected a 2-D tensor, got {:?}",
+            t.shape
+        ))),
     }
 }
 
@@ -338,7 +344,9 @@ impl Backend for WgpuBackend {
     #[cfg(target_arch = "wasm32")]
     fn download(&self, _t: &WgpuTensor) -> Result<Vec<f32>> {
         // The browser cannot block on a buffer mapping; this needs an async read-back.
-        Err(compute_err("synchronous download is not available on the web yet"))
+        Err(compute_err(
+            "synchronous download is not available on the web yet",
+        ))
     }
 
     fn shape(&self, t: &WgpuTensor) -> Vec<usize> {
@@ -365,7 +373,13 @@ impl Backend for WgpuBackend {
         elementwise::add(self, a, b)
     }
 
-    fn layer_norm(&self, x: &WgpuTensor, gamma: &WgpuTensor, beta: &WgpuTensor, eps: f64) -> Result<WgpuTensor> {
+    fn layer_norm(
+        &self,
+        x: &WgpuTensor,
+        gamma: &WgpuTensor,
+        beta: &WgpuTensor,
+        eps: f64,
+    ) -> Result<WgpuTensor> {
         layer_norm::layer_norm(self, x, gamma, beta, eps)
     }
 
