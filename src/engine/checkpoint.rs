@@ -164,35 +164,7 @@ impl Checkpoint {
 
     /// From a checkpoint folder.
     pub fn from_dir(dir: &Path) -> Result<Self, EngineError> {
-        let mut files = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|source| EngineError::Io {
-            file: dir.display().to_string(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let wanted = name.ends_with(".safetensors")
-                || name.ends_with(".safetensors.index.json")
-                || name == "pytorch_model.bin";
-            if wanted {
-                // A pickle is only named, never read.
-                let bytes = if name.ends_with(".bin") {
-                    Vec::new()
-                } else {
-                    std::fs::read(&path).map_err(|source| EngineError::Io {
-                        file: path.display().to_string(),
-                        source,
-                    })?
-                };
-                files.push((path.display().to_string(), bytes));
-            }
-        }
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        Self::from_files(&files)
+        Self::from_files(&read_model_dir(dir)?)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -220,6 +192,36 @@ impl Checkpoint {
     pub fn has_prefix(&self, prefix: &str) -> bool {
         self.tensors.keys().any(|k| k.starts_with(prefix))
     }
+}
+
+/// The files of a checkpoint folder that loading looks at (`*.json`, `*.safetensors`), as
+/// (path, contents) sorted by path. A `*.bin` pickle is listed with no contents: it is only
+/// named, to say why it is refused, never read.
+pub fn read_model_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, EngineError> {
+    let io = |path: &Path, source| EngineError::Io {
+        file: path.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))?.flatten() {
+        let path = entry.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let wanted = name.ends_with(".json") || name.ends_with(".safetensors") || name.ends_with(".bin");
+        if !wanted || !path.is_file() {
+            continue;
+        }
+        let bytes = if name.ends_with(".bin") {
+            Vec::new()
+        } else {
+            std::fs::read(&path).map_err(|e| io(&path, e))?
+        };
+        files.push((path.display().to_string(), bytes));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
 }
 
 /// PyTorch's `torch.save` writes a zip (`PK\x03\x04`) or a raw pickle (`\x80` + protocol).

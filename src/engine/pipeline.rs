@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::backend::{Backend, Result};
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{read_model_dir, Checkpoint};
 use super::config::{ConfigKind, ModelConfig};
 use super::encoder::Want;
 use super::image::{self, PreprocessorConfig};
@@ -87,31 +87,7 @@ impl<B: Backend> Pipeline<B> {
     }
 
     pub fn from_dir(be: &B, dir: &Path) -> Result<Self> {
-        let entries = std::fs::read_dir(dir).map_err(|source| EngineError::Io {
-            file: dir.display().to_string(),
-            source,
-        })?;
-        let mut files = Vec::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = base(&path.to_string_lossy()).to_string();
-            let wanted = name.ends_with(".json") || name.ends_with(".safetensors") || name.ends_with(".bin");
-            if !wanted || name == "golden.safetensors" || !path.is_file() {
-                continue;
-            }
-            // A pickle is only named (to say we refuse it), never read.
-            let bytes = if name.ends_with(".bin") {
-                Vec::new()
-            } else {
-                std::fs::read(&path).map_err(|source| EngineError::Io {
-                    file: path.display().to_string(),
-                    source,
-                })?
-            };
-            files.push((path.display().to_string(), bytes));
-        }
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        Self::from_files(be, &files)
+        Self::from_files(be, &read_model_dir(dir)?)
     }
 
     pub fn tokenizer(&self) -> Result<&TextTokenizer> {
