@@ -21,10 +21,7 @@ fn padded_batch_equals_one_by_one() {
     for name in ["bert-uncased-cls", "distilbert-cls", "bert-encoder"] {
         let model = load_model(name);
         let g = goldens(name);
-        let inputs: Vec<Vec<u32>> = (0..)
-            .map_while(|i| g.get(&format!("{i}.input_ids")))
-            .map(|t| t.data.iter().map(|&v| v as u32).collect())
-            .collect();
+        let inputs = golden_text_inputs(&g);
         let lens: Vec<usize> = inputs.iter().map(Vec::len).collect();
         assert!(
             lens.iter().min() < lens.iter().max(),

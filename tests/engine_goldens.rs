@@ -61,18 +61,11 @@ fn check(name: &str, i: usize, p: &Prediction, g: &std::collections::HashMap<Str
     }
 }
 
-fn text_ids(g: &std::collections::HashMap<String, Golden>) -> Vec<Vec<u32>> {
-    (0..)
-        .map_while(|i| g.get(&format!("{i}.input_ids")))
-        .map(|t| t.data.iter().map(|&v| v as u32).collect())
-        .collect()
-}
-
 fn text_fixture(name: &str) {
     let be = CpuBackend::new();
     let model = load_model(name);
     let g = goldens(name);
-    let inputs = text_ids(&g);
+    let inputs = golden_text_inputs(&g);
     assert!(inputs.len() >= 4, "{name}: too few golden inputs");
     for (i, ids) in inputs.iter().enumerate() {
         let p = model.run_text(&be, std::slice::from_ref(ids), ALL).unwrap();
@@ -84,10 +77,7 @@ fn image_fixture(name: &str) {
     let be = CpuBackend::new();
     let model = load_model(name);
     let g = goldens(name);
-    let images: Vec<Vec<f32>> = (0..)
-        .map_while(|i| g.get(&format!("{i}.pixel_values")))
-        .map(|t| t.data.iter().map(|&v| v as f32).collect())
-        .collect();
+    let images = golden_images(&g);
     assert!(images.len() >= 3);
     // All at once: images have no padding, so the batch must give each one's goldens.
     let preds = model.run_images(&be, &images, ALL).unwrap();
@@ -131,7 +121,9 @@ fn labels_come_from_id2label() {
     let be = CpuBackend::new();
     let model = load_model("distilbert-cls");
     let g = goldens("distilbert-cls");
-    let p = &model.run_text(&be, &text_ids(&g)[..1], Want::default()).unwrap()[0];
+    let p = &model
+        .run_text(&be, &golden_text_inputs(&g)[..1], Want::default())
+        .unwrap()[0];
     let logits = &g["0.logits"].data;
     let best = (0..logits.len())
         .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))

@@ -300,18 +300,11 @@ fn check(name: &str, i: usize, p: &Prediction, g: &std::collections::HashMap<Str
     (dl, da)
 }
 
-fn text_ids(g: &std::collections::HashMap<String, Golden>) -> Vec<Vec<u32>> {
-    (0..)
-        .map_while(|i| g.get(&format!("{i}.input_ids")))
-        .map(|t| t.data.iter().map(|&v| v as u32).collect())
-        .collect()
-}
-
 fn text_fixture(name: &str) {
     let Some(be) = gpu() else { return };
     let model = load_gpu_model(&be, name);
     let g = goldens(name);
-    let inputs = text_ids(&g);
+    let inputs = golden_text_inputs(&g);
     assert!(inputs.len() >= 4, "{name}: too few golden inputs");
     for (i, ids) in inputs.iter().enumerate() {
         let p = model.run_text(&be, std::slice::from_ref(ids), ALL).unwrap();
@@ -328,10 +321,7 @@ fn image_fixture(name: &str) {
     let Some(be) = gpu() else { return };
     let model = load_gpu_model(&be, name);
     let g = goldens(name);
-    let images: Vec<Vec<f32>> = (0..)
-        .map_while(|i| g.get(&format!("{i}.pixel_values")))
-        .map(|t| t.data.iter().map(|&v| v as f32).collect())
-        .collect();
+    let images = golden_images(&g);
     assert!(images.len() >= 3);
     let preds = model.run_images(&be, &images, ALL).unwrap();
     for (i, p) in preds.iter().enumerate() {

@@ -110,6 +110,24 @@ fn fields(p: Prediction, classify: bool, embed: bool) -> Map<String, Value> {
     m
 }
 
+/// One line per text: `token_ids`, then the classifier's or the embedding's fields.
+fn print_texts(
+    be: &CpuBackend,
+    p: &Pipeline<CpuBackend>,
+    args: &ModelArgs,
+    texts: &[String],
+    classify: bool,
+) -> Result<(), String> {
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for t in p.run_texts(be, &texts, want(args)).map_err(|e| e.to_string())? {
+        let mut m = Map::new();
+        m.insert("token_ids".into(), json!(t.token_ids));
+        m.extend(fields(t.prediction, classify, !classify));
+        print(m);
+    }
+    Ok(())
+}
+
 fn print(m: Map<String, Value>) {
     println!("{}", Value::Object(m));
 }
@@ -124,31 +142,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     model.model.display()
                 ));
             }
-            let texts: Vec<&str> = text.iter().map(String::as_str).collect();
-            for t in p
-                .run_texts(&be, &texts, want(&model))
-                .map_err(|e| e.to_string())?
-            {
-                let mut m = Map::new();
-                m.insert("token_ids".into(), json!(t.token_ids));
-                m.extend(fields(t.prediction, true, false));
-                print(m);
-            }
-            Ok(())
+            print_texts(&be, &p, &model, &text, true)
         }
         Command::Embed { model, text } => {
             let (be, p) = load(&model)?;
-            let texts: Vec<&str> = text.iter().map(String::as_str).collect();
-            for t in p
-                .run_texts(&be, &texts, want(&model))
-                .map_err(|e| e.to_string())?
-            {
-                let mut m = Map::new();
-                m.insert("token_ids".into(), json!(t.token_ids));
-                m.extend(fields(t.prediction, false, true));
-                print(m);
-            }
-            Ok(())
+            print_texts(&be, &p, &model, &text, false)
         }
         Command::Image { model, path } => {
             let (be, p) = load(&model)?;

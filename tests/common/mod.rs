@@ -79,3 +79,19 @@ pub fn flatten3(x: &[Vec<Vec<f32>>]) -> Vec<f32> {
 pub fn flatten4(x: &[Vec<Vec<Vec<f32>>>]) -> Vec<f32> {
     x.iter().flatten().flatten().flatten().copied().collect()
 }
+
+/// The golden token id sequences `{i}.input_ids`, in order.
+pub fn golden_text_inputs(g: &HashMap<String, Golden>) -> Vec<Vec<u32>> {
+    (0..)
+        .map_while(|i| g.get(&format!("{i}.input_ids")))
+        .map(|t| t.data.iter().map(|&v| v as u32).collect())
+        .collect()
+}
+
+/// The golden preprocessed images `{i}.pixel_values`, in order.
+pub fn golden_images(g: &HashMap<String, Golden>) -> Vec<Vec<f32>> {
+    (0..)
+        .map_while(|i| g.get(&format!("{i}.pixel_values")))
+        .map(|t| t.data.iter().map(|&v| v as f32).collect())
+        .collect()
+}
