@@ -20,6 +20,10 @@ pub enum EngineError {
     },
     #[error("compute failed: {0}")]
     Compute(String),
+    /// The GPU stopped working (device lost, driver reset, GPU error): callers fall back
+    /// to the CPU and run again.
+    #[error("{0}")]
+    DeviceLost(String),
     #[error("{0}")]
     Input(String),
     #[error("{file}: not a usable image ({reason})")]

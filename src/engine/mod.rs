@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 pub mod encoder;
 pub mod error;
 pub mod image;
@@ -13,5 +14,6 @@ pub mod model;
 pub mod models;
 pub mod pipeline;
 pub mod tokenize;
+pub mod train;
 
 pub use error::EngineError;

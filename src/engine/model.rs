@@ -76,8 +76,36 @@ impl<B: Backend> Model<B> {
     /// Runs a batch of token id sequences (each as given, with its special tokens).
     /// Shorter sequences are padded and masked, so a result does not depend on its batch.
     pub fn run_text(&self, be: &B, inputs: &[Vec<u32>], want: Want) -> Result<Vec<Prediction>> {
+        let fwd = self.forward_text(be, inputs, want)?;
+        let host = be.download_all(&fwd.tensors())?;
+        Ok(self.split(fwd, host))
+    }
+
+    /// [`Model::run_text`] with a read-back that does not block (the browser's WebGPU).
+    pub async fn run_text_async(&self, be: &B, inputs: &[Vec<u32>], want: Want) -> Result<Vec<Prediction>> {
+        let fwd = self.forward_text(be, inputs, want)?;
+        let host = be.download_all_async(&fwd.tensors()).await?;
+        Ok(self.split(fwd, host))
+    }
+
+    /// Runs a batch of preprocessed images, each `[channels, size, size]`.
+    pub fn run_images(&self, be: &B, images: &[Vec<f32>], want: Want) -> Result<Vec<Prediction>> {
+        let fwd = self.forward_images(be, images, want)?;
+        let host = be.download_all(&fwd.tensors())?;
+        Ok(self.split(fwd, host))
+    }
+
+    /// [`Model::run_images`] with a read-back that does not block.
+    pub async fn run_images_async(&self, be: &B, images: &[Vec<f32>], want: Want) -> Result<Vec<Prediction>> {
+        let fwd = self.forward_images(be, images, want)?;
+        let host = be.download_all_async(&fwd.tensors()).await?;
+        Ok(self.split(fwd, host))
+    }
+
+    /// Records the whole forward pass on the backend; nothing is read back yet.
+    fn forward_text(&self, be: &B, inputs: &[Vec<u32>], want: Want) -> Result<Forward<B>> {
         if inputs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Forward::empty());
         }
         let max_pos = self.config.max_positions().ok_or_else(|| {
             EngineError::Input("this is an image model; it takes images, not text".to_string())
@@ -109,28 +137,27 @@ impl<B: Backend> Model<B> {
         };
         let out = self.encoder().forward(be, x, batch, seq, &mask, want)?;
         let lens: Vec<usize> = inputs.iter().map(Vec::len).collect();
-        self.finish(be, out, seq, &lens)
+        self.heads_of(be, out, seq, lens)
     }
 
-    /// Runs a batch of preprocessed images, each `[channels, size, size]`.
-    pub fn run_images(&self, be: &B, images: &[Vec<f32>], want: Want) -> Result<Vec<Prediction>> {
+    fn forward_images(&self, be: &B, images: &[Vec<f32>], want: Want) -> Result<Forward<B>> {
         let Net::Vit(vit) = &self.net else {
             return Err(EngineError::Input(
                 "this is a text model; it takes text, not images".to_string(),
             ));
         };
         if images.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Forward::empty());
         }
         let seq = vit.seq_len();
         let x = vit.embed(be, images)?;
         let mask = vec![1.0; images.len() * seq];
         let out = self.encoder().forward(be, x, images.len(), seq, &mask, want)?;
-        self.finish(be, out, seq, &vec![seq; images.len()])
+        self.heads_of(be, out, seq, vec![seq; images.len()])
     }
 
-    /// Heads, pooling and the per-input split of a batch's encoder output.
-    fn finish(&self, be: &B, out: EncoderOutput<B>, seq: usize, lens: &[usize]) -> Result<Vec<Prediction>> {
+    /// The heads on a batch's encoder output.
+    fn heads_of(&self, be: &B, out: EncoderOutput<B>, seq: usize, lens: Vec<usize>) -> Result<Forward<B>> {
         let batch = lens.len();
         let last = match &self.net {
             Net::Vit(vit) => vit.final_norm(be, &out.last)?,
@@ -146,20 +173,34 @@ impl<B: Backend> Model<B> {
             },
             Net::Vit(m) => m.head(be, &cls)?,
         };
+        Ok(Forward {
+            tensors: Some(Tensors {
+                last,
+                pooled,
+                logits,
+                hidden: out.hidden_states,
+                attn: out.attentions,
+            }),
+            seq,
+            lens,
+        })
+    }
+
+    /// Splits a batch's read-back outputs (in [`Forward::tensors`] order) per input.
+    fn split(&self, fwd: Forward<B>, host: Vec<Vec<f32>>) -> Vec<Prediction> {
+        let Some(t) = &fwd.tensors else {
+            return Vec::new();
+        };
+        let (seq, lens) = (fwd.seq, &fwd.lens);
+        let mut host = host.into_iter();
+        let mut next = || host.next().unwrap_or_default();
+        let last = next();
+        let pooled = t.pooled.as_ref().map(|_| next());
+        let logits = t.logits.as_ref().map(|_| next());
+        let hidden: Vec<Vec<f32>> = t.hidden.iter().map(|_| next()).collect();
+        let attn: Vec<Vec<f32>> = t.attn.iter().map(|_| next()).collect();
         let d = self.config.hidden_size();
-        let last = be.download(&last)?;
-        let pooled = pooled.map(|p| be.download(&p)).transpose()?;
-        let logits = logits.map(|l| be.download(&l)).transpose()?;
-        let hidden: Vec<Vec<f32>> = out
-            .hidden_states
-            .iter()
-            .map(|h| be.download(h))
-            .collect::<Result<_>>()?;
-        let attn: Vec<Vec<f32>> = out
-            .attentions
-            .iter()
-            .map(|a| be.download(a))
-            .collect::<Result<_>>()?;
+        let batch = lens.len();
         let heads = self.encoder().heads;
         let k = self.config.labels.len();
 
@@ -218,7 +259,45 @@ impl<B: Backend> Model<B> {
             }
             preds.push(p);
         }
-        Ok(preds)
+        preds
+    }
+}
+
+/// A batch's outputs, still on the backend.
+struct Forward<B: Backend> {
+    tensors: Option<Tensors<B>>,
+    seq: usize,
+    lens: Vec<usize>,
+}
+
+struct Tensors<B: Backend> {
+    last: B::Tensor,
+    pooled: Option<B::Tensor>,
+    logits: Option<B::Tensor>,
+    hidden: Vec<B::Tensor>,
+    attn: Vec<B::Tensor>,
+}
+
+impl<B: Backend> Forward<B> {
+    fn empty() -> Self {
+        Self {
+            tensors: None,
+            seq: 0,
+            lens: Vec::new(),
+        }
+    }
+
+    /// Everything to read back, in the order [`Model::split`] takes it.
+    fn tensors(&self) -> Vec<&B::Tensor> {
+        let Some(t) = &self.tensors else {
+            return Vec::new();
+        };
+        std::iter::once(&t.last)
+            .chain(&t.pooled)
+            .chain(&t.logits)
+            .chain(&t.hidden)
+            .chain(&t.attn)
+            .collect()
     }
 }
 

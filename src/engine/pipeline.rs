@@ -98,39 +98,92 @@ impl<B: Backend> Pipeline<B> {
 
     /// Tokenizes and runs texts, in batches.
     pub fn run_texts(&self, be: &B, texts: &[&str], want: Want) -> Result<Vec<TextPrediction>> {
-        let tok = self.tokenizer()?;
-        let ids: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode_ids(t)).collect::<Result<_>>()?;
+        let ids = self.token_ids(texts)?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH) {
             let preds = self.model.run_text(be, chunk, want)?;
+            out.extend(with_ids(chunk, preds));
+        }
+        Ok(out)
+    }
+
+    /// [`Pipeline::run_texts`] with read-backs that do not block (the browser's WebGPU).
+    pub async fn run_texts_async(&self, be: &B, texts: &[&str], want: Want) -> Result<Vec<TextPrediction>> {
+        let ids = self.token_ids(texts)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let preds = self.model.run_text_async(be, chunk, want).await?;
+            out.extend(with_ids(chunk, preds));
+        }
+        Ok(out)
+    }
+
+    fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let tok = self.tokenizer()?;
+        texts.iter().map(|t| tok.encode_ids(t)).collect()
+    }
+
+    /// Decodes, preprocesses and runs images given as (name, file contents).
+    pub fn run_images(&self, be: &B, images: &[(String, Vec<u8>)], want: Want) -> Result<Vec<Prediction>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(BATCH) {
+            out.extend(self.model.run_images(be, &self.pixels(chunk)?, want)?);
+        }
+        Ok(out)
+    }
+
+    /// [`Pipeline::run_images`] with read-backs that do not block.
+    pub async fn run_images_async(
+        &self,
+        be: &B,
+        images: &[(String, Vec<u8>)],
+        want: Want,
+    ) -> Result<Vec<Prediction>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(BATCH) {
             out.extend(
-                chunk
-                    .iter()
-                    .cloned()
-                    .zip(preds)
-                    .map(|(token_ids, prediction)| TextPrediction {
-                        token_ids,
-                        prediction,
-                    }),
+                self.model
+                    .run_images_async(be, &self.pixels(chunk)?, want)
+                    .await?,
             );
         }
         Ok(out)
     }
 
-    /// Decodes, preprocesses and runs images given as (name, file contents).
-    pub fn run_images(&self, be: &B, images: &[(String, Vec<u8>)], want: Want) -> Result<Vec<Prediction>> {
+    fn pixels(&self, images: &[(String, Vec<u8>)]) -> Result<Vec<Vec<f32>>> {
         let pre = self
             .preprocessor
             .as_ref()
             .ok_or_else(|| EngineError::Input("this is a text model; it takes text, not images".into()))?;
-        let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(BATCH) {
-            let pixels: Vec<Vec<f32>> = chunk
-                .iter()
-                .map(|(name, bytes)| image::preprocess_bytes(name, bytes, pre))
-                .collect::<Result<_>>()?;
-            out.extend(self.model.run_images(be, &pixels, want)?);
-        }
-        Ok(out)
+        images
+            .iter()
+            .map(|(name, bytes)| image::preprocess_bytes(name, bytes, pre))
+            .collect()
     }
+
+    /// Runs one tiny input so that the backend compiles and caches every kernel while the
+    /// model loads, not on the user's first click.
+    pub async fn warm_up(&self, be: &B) -> Result<()> {
+        let want = Want {
+            attentions: true,
+            hidden_states: false,
+        };
+        if let ConfigKind::Vit(vit) = &self.model.config.kind {
+            let pixels = vec![0.0; vit.num_channels * vit.image_size * vit.image_size];
+            self.model.run_images_async(be, &[pixels], want).await?;
+        } else {
+            self.model.run_text_async(be, &[vec![0, 0]], want).await?;
+        }
+        Ok(())
+    }
+}
+
+fn with_ids(ids: &[Vec<u32>], preds: Vec<Prediction>) -> impl Iterator<Item = TextPrediction> + '_ {
+    ids.iter()
+        .cloned()
+        .zip(preds)
+        .map(|(token_ids, prediction)| TextPrediction {
+            token_ids,
+            prediction,
+        })
 }

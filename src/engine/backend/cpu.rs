@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use super::train_ops::{check_labels, AdamWConfig, TrainOps};
 use super::{AttentionShape, Backend, Result};
 use crate::engine::EngineError;
 
@@ -116,5 +117,90 @@ impl Backend for CpuBackend {
         let (ctx, probs) = f().map_err(err)?;
         debug_assert_eq!(ctx.dtype(), DType::F32);
         Ok((ctx, probs))
+    }
+}
+
+impl TrainOps for CpuBackend {
+    fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        a.matmul(b).map_err(err)
+    }
+
+    fn matmul_tn(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        a.t().and_then(|at| at.matmul(b)).map_err(err)
+    }
+
+    fn sum_rows(&self, x: &Tensor) -> Result<Tensor> {
+        x.sum(0).map_err(err)
+    }
+
+    fn softmax_xent(&self, logits: &Tensor, labels: &[u32]) -> Result<(Tensor, Tensor)> {
+        let (n, c) = logits.dims2().map_err(err)?;
+        check_labels(n, c, labels)?;
+        let f = || -> candle_core::Result<(Tensor, Tensor)> {
+            let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?)?;
+            let e = shifted.exp()?;
+            let sum = e.sum_keepdim(1)?;
+            let log_probs = shifted.broadcast_sub(&sum.log()?)?;
+            let idx = Tensor::from_slice(labels, (n, 1), &Device::Cpu)?;
+            let loss = (log_probs.gather(&idx, 1)?.sum_all()?.neg()? / n as f64)?.reshape(1)?;
+            let mut onehot = vec![0f32; n * c];
+            for (row, &l) in labels.iter().enumerate() {
+                onehot[row * c + l as usize] = 1.0;
+            }
+            let onehot = Tensor::from_vec(onehot, (n, c), &Device::Cpu)?;
+            let dlogits = (e.broadcast_div(&sum)?.sub(&onehot)? / n as f64)?;
+            Ok((loss, dlogits))
+        };
+        f().map_err(err)
+    }
+
+    fn relu_backward(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let f = || y.gt(0f32)?.where_cond(dy, &dy.zeros_like()?);
+        f().map_err(err)
+    }
+
+    fn adamw(
+        &self,
+        param: &Tensor,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        step: u64,
+        config: &AdamWConfig,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let shape = param.dims();
+        for (what, t) in [("gradient", grad), ("m", m), ("v", v)] {
+            if t.dims() != shape {
+                return Err(EngineError::Compute(format!(
+                    "adamw: {what} {:?} for a parameter {shape:?}",
+                    t.dims()
+                )));
+            }
+        }
+        let s = config.scalars(step)?;
+        // A plain loop over the host data: the update is element-wise, and this keeps the
+        // exact operation order of PyTorch's single-tensor AdamW (see `AdamWStep::apply`).
+        let (p, g, m, v) = (
+            self.download(param)?,
+            self.download(grad)?,
+            self.download(m)?,
+            self.download(v)?,
+        );
+        let mut out = (
+            Vec::with_capacity(p.len()),
+            Vec::with_capacity(p.len()),
+            Vec::with_capacity(p.len()),
+        );
+        for i in 0..p.len() {
+            let (pi, mi, vi) = s.apply(p[i], g[i], m[i], v[i]);
+            out.0.push(pi);
+            out.1.push(mi);
+            out.2.push(vi);
+        }
+        Ok((
+            self.upload(&out.0, shape)?,
+            self.upload(&out.1, shape)?,
+            self.upload(&out.2, shape)?,
+        ))
     }
 }

@@ -6,10 +6,15 @@
 //! which keeps every op a plain matrix op that a GPU kernel can do in one dispatch.
 
 pub mod cpu;
+pub mod train_ops;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 
+use std::future::Future;
+
 use super::EngineError;
+
+pub use train_ops::{AdamWConfig, TrainOps};
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
@@ -28,8 +33,17 @@ pub trait Backend {
     fn name(&self) -> String;
     /// Copies host data (row-major) to the backend.
     fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
-    /// Copies a tensor back to the host, row-major.
+    /// Copies a tensor back to the host, row-major. Blocks until it is computed, so the
+    /// browser's WebGPU (which cannot block) uses [`Backend::download_all_async`].
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+    /// Copies several tensors back, waiting once for all of them.
+    fn download_all(&self, ts: &[&Self::Tensor]) -> Result<Vec<Vec<f32>>> {
+        ts.iter().map(|t| self.download(t)).collect()
+    }
+    /// [`Backend::download_all`] without blocking: what the browser needs.
+    fn download_all_async(&self, ts: &[&Self::Tensor]) -> impl Future<Output = Result<Vec<Vec<f32>>>> {
+        std::future::ready(self.download_all(ts))
+    }
     fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
 
     /// `x [n, in] · wᵀ + b`, with `w [out, in]` as checkpoints store it.

@@ -30,7 +30,8 @@ struct Params {
 
 var<workgroup> red: array<f32, 256>;
 
-const LOWEST: f32 = -3.4028235e38;
+// f32::MIN, written so that every WGSL compiler (Tint too) takes it as an f32.
+const LOWEST: f32 = -3.4028234e38;
 
 @compute @workgroup_size(256)
 fn scores(

@@ -10,10 +10,9 @@ mod attention;
 mod elementwise;
 mod layer_norm;
 mod matmul;
+mod train;
 
-use std::sync::Arc;
-
-use wgpu::util::DeviceExt;
+use std::sync::{Arc, Mutex};
 
 use super::{AttentionShape, Backend, Result};
 use crate::engine::EngineError;
@@ -81,6 +80,13 @@ struct Kernels {
     layer_norm: Kernel,
     attn_scores: Kernel,
     attn_context: Kernel,
+    // train.wgsl: head training (train.rs)
+    train_matmul: Kernel,
+    train_sum_rows: Kernel,
+    train_xent_rows: Kernel,
+    train_xent_mean: Kernel,
+    train_relu_backward: Kernel,
+    train_adamw: Kernel,
 }
 
 pub struct WgpuBackend {
@@ -91,6 +97,9 @@ pub struct WgpuBackend {
     kernels: Kernels,
     /// Bound where a kernel has an optional input that is absent (linear without bias).
     dummy: wgpu::Buffer,
+    /// Set when the device is lost or reports an error: every result after that is suspect,
+    /// so read-backs fail with this message and the caller can fall back to the CPU.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl WgpuBackend {
@@ -123,10 +132,37 @@ impl WgpuBackend {
             .await
             .map_err(|e| compute_err(format!("could not open the GPU device {} ({e})", info.name)))?;
 
+        let failure = Arc::new(Mutex::new(None::<String>));
+        let record = |failure: &Arc<Mutex<Option<String>>>, msg: String| {
+            let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+            f.get_or_insert(msg);
+        };
+        {
+            let failure = failure.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                let why = match reason {
+                    wgpu::DeviceLostReason::Destroyed => "destroyed".to_string(),
+                    wgpu::DeviceLostReason::Unknown if msg.is_empty() => "no reason given".to_string(),
+                    wgpu::DeviceLostReason::Unknown => msg,
+                };
+                // A loss explains the errors that came before it: it wins.
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("the GPU device was lost ({why})"));
+            });
+        }
+        {
+            // Without a handler wgpu panics on the first GPU error; record it instead.
+            let failure = failure.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                record(&failure, format!("the GPU reported an error: {e}"));
+            }));
+        }
+
         let mm = shader(&device, "matmul.wgsl", include_str!("matmul.wgsl"));
         let ew = shader(&device, "elementwise.wgsl", include_str!("elementwise.wgsl"));
         let ln = shader(&device, "layer_norm.wgsl", include_str!("layer_norm.wgsl"));
         let at = shader(&device, "attention.wgsl", include_str!("attention.wgsl"));
+        let tr = shader(&device, "train.wgsl", include_str!("train.wgsl"));
         let kernels = Kernels {
             linear: Kernel::new(&device, &mm, "linear"),
             gelu: Kernel::new(&device, &ew, "gelu"),
@@ -136,6 +172,12 @@ impl WgpuBackend {
             layer_norm: Kernel::new(&device, &ln, "layer_norm"),
             attn_scores: Kernel::new(&device, &at, "scores"),
             attn_context: Kernel::new(&device, &at, "context"),
+            train_matmul: Kernel::new(&device, &tr, "matmul"),
+            train_sum_rows: Kernel::new(&device, &tr, "sum_rows"),
+            train_xent_rows: Kernel::new(&device, &tr, "xent_rows"),
+            train_xent_mean: Kernel::new(&device, &tr, "xent_mean"),
+            train_relu_backward: Kernel::new(&device, &tr, "relu_backward"),
+            train_adamw: Kernel::new(&device, &tr, "adamw"),
         };
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("dummy"),
@@ -150,12 +192,30 @@ impl WgpuBackend {
             limits,
             kernels,
             dummy,
+            failure,
         })
     }
 
     /// The adapter in use (name, driver, backend API).
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.adapter
+    }
+
+    /// Why the GPU can no longer be trusted (device lost, GPU error), if it cannot.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Destroys the device, as a driver reset would: for testing the CPU fallback.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+    }
+
+    fn check_lost(&self) -> Result<()> {
+        match self.failure() {
+            Some(msg) => Err(EngineError::DeviceLost(msg)),
+            None => Ok(()),
+        }
     }
 
     fn check_size(&self, elems: usize) -> Result<u64> {
@@ -188,11 +248,31 @@ impl WgpuBackend {
     }
 
     fn uniform(&self, words: [u32; 8]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.buffer_with(
+            "params",
+            bytemuck::cast_slice(&words),
+            wgpu::BufferUsages::UNIFORM,
+        )
+    }
+
+    /// A buffer holding `contents` (a multiple of 4 bytes). Written through the queue, not
+    /// mapped at creation: that would panic on a lost device instead of reporting it.
+    pub(super) fn buffer_with(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: contents.len().max(4) as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !contents.is_empty() {
+            self.queue.write_buffer(&buf, 0, contents);
+        }
+        buf
     }
 
     /// Records one dispatch of `kernel` with `bindings` (binding number, buffer) and submits it.
@@ -224,6 +304,34 @@ impl WgpuBackend {
         let _ = self.device.poll(wgpu::PollType::Poll);
     }
 
+    /// Copies each tensor into its own mappable buffer, all in one submission.
+    fn stage(&self, ts: &[&WgpuTensor]) -> Vec<Option<wgpu::Buffer>> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read-back"),
+            });
+        let staged = ts
+            .iter()
+            .map(|t| {
+                let n = t.len();
+                (n > 0).then(|| {
+                    let size = (n * 4) as u64;
+                    let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("read-back"),
+                        size,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    encoder.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, size);
+                    staging
+                })
+            })
+            .collect();
+        self.queue.submit([encoder.finish()]);
+        staged
+    }
+
     /// Copies rows between buffers in one submission: (source, source offset, destination
     /// offset, length), in floats.
     fn copy(&self, dst: &wgpu::Buffer, copies: &[(&wgpu::Buffer, usize, usize, usize)]) {
@@ -237,6 +345,21 @@ impl WgpuBackend {
         }
         self.queue.submit([encoder.finish()]);
     }
+}
+
+/// Reads a mapped read-back buffer (None: an empty tensor) and unmaps it.
+fn read_mapped(staged: &Option<wgpu::Buffer>) -> Result<Vec<f32>> {
+    let Some(buf) = staged else {
+        return Ok(Vec::new());
+    };
+    let data = {
+        let view = buf
+            .get_mapped_range(..)
+            .map_err(|e| compute_err(format!("reading the GPU read-back failed: {e}")))?;
+        bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+    };
+    buf.unmap();
+    Ok(data)
 }
 
 /// Lays `groups` workgroups out over x and y so that neither exceeds the per-dimension
@@ -287,66 +410,77 @@ impl Backend for WgpuBackend {
             )));
         }
         self.check_size(n)?;
-        let contents: &[u8] = if data.is_empty() {
-            &[0; 4]
-        } else {
-            bytemuck::cast_slice(data)
-        };
-        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        });
+        let buf = self.buffer_with(
+            "tensor",
+            bytemuck::cast_slice(data),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
         Ok(WgpuTensor {
             buf: Arc::new(buf),
             shape: shape.to_vec(),
         })
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
     fn download(&self, t: &WgpuTensor) -> Result<Vec<f32>> {
-        let n = t.len();
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        let size = (n * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("download"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        encoder.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
+        Ok(self.download_all(&[t])?.pop().unwrap_or_default())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn download_all(&self, ts: &[&WgpuTensor]) -> Result<Vec<Vec<f32>>> {
+        let staged = self.stage(ts);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        for (i, s) in staged.iter().enumerate() {
+            if let Some(buf) = s {
+                let tx = tx.clone();
+                buf.map_async(wgpu::MapMode::Read, .., move |r| {
+                    let _ = tx.send((i, r));
+                });
+            }
+        }
+        drop(tx);
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| compute_err(format!("waiting for the GPU failed: {e}")))?;
-        rx.recv()
-            .map_err(|_| compute_err("the GPU read-back was dropped"))?
-            .map_err(|e| compute_err(format!("mapping the GPU read-back failed: {e}")))?;
-        let data = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| compute_err(format!("reading the GPU read-back failed: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
-        Ok(data)
+        for (_, r) in rx.iter() {
+            r.map_err(|e| compute_err(format!("mapping the GPU read-back failed: {e}")))?;
+        }
+        self.check_lost()?;
+        staged.iter().map(read_mapped).collect()
     }
 
     #[cfg(target_arch = "wasm32")]
-    fn download(&self, _t: &WgpuTensor) -> Result<Vec<f32>> {
-        // The browser cannot block on a buffer mapping; this needs an async read-back.
+    fn download_all(&self, _ts: &[&WgpuTensor]) -> Result<Vec<Vec<f32>>> {
+        // The browser cannot block on a buffer mapping.
         Err(compute_err(
-            "synchronous download is not available on the web yet",
+            "synchronous GPU read-back is not possible in the browser; use download_all_async",
         ))
+    }
+
+    async fn download_all_async(&self, ts: &[&WgpuTensor]) -> Result<Vec<Vec<f32>>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.download_all(ts)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            // The browser resolves each mapping by itself; no polling.
+            let staged = self.stage(ts);
+            let mut pending = Vec::new();
+            for buf in staged.iter().flatten() {
+                let (tx, rx) = futures_channel::oneshot::channel();
+                buf.map_async(wgpu::MapMode::Read, .., move |r| {
+                    let _ = tx.send(r);
+                });
+                pending.push(rx);
+            }
+            for rx in pending {
+                rx.await
+                    .map_err(|_| compute_err("the GPU read-back was dropped (the device may be lost)"))?
+                    .map_err(|e| compute_err(format!("mapping the GPU read-back failed: {e}")))?;
+            }
+            self.check_lost()?;
+            staged.iter().map(read_mapped).collect()
+        }
     }
 
     fn shape(&self, t: &WgpuTensor) -> Vec<usize> {
