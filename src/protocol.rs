@@ -1,7 +1,9 @@
 //! Messages between the page and the worker that owns the engine.
 //!
-//! The page sends [`ToWorker`], the worker answers each with exactly one [`FromWorker`]
-//! carrying the same `id`. Both travel as JSON strings through `postMessage`, which keeps
+//! The page sends [`ToWorker`], the worker answers each with exactly one final
+//! [`FromWorker`] carrying the same `id`, after any number of [`Response::Progress`] with
+//! that id. Id 0 is the worker speaking on its own: `Pong` when it is ready, `Backend` when
+//! the backend changed (a lost GPU). Both travel as JSON strings through `postMessage`, which keeps
 //! them readable in the devtools and identical in native tests.
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +59,9 @@ pub enum Request {
     LoadModel { source: String, names: Vec<String> },
     /// Classifies each text with the loaded model.
     ClassifyText { texts: Vec<String>, attentions: bool },
+    /// Destroys the GPU device as a driver reset would, to show (and test) that the
+    /// work moves to the CPU with nothing lost. Offered on the page with `?debug`.
+    SimulateGpuLoss,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +82,11 @@ pub enum Response {
     TextResults {
         results: Vec<TextResult>,
     },
+    /// The request was carried out and has nothing to return.
+    Done,
+    /// Long work under way: sent with the request's `id`, any number of times before the
+    /// one final answer.
+    Progress(Progress),
     /// The request failed; `message` is meant for the user.
     Error {
         message: String,
@@ -94,6 +104,26 @@ pub struct ModelInfo {
     pub layers: usize,
     pub heads: usize,
     pub hidden: usize,
+    /// The backend the model runs on, e.g. "WebGPU (…)" or "CPU (wasm SIMD)".
+    pub backend: String,
+}
+
+/// How far long work has come: `done` of `total` units of `stage`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub stage: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+impl Progress {
+    pub fn stage(stage: &str, done: u64, total: u64) -> Self {
+        Self {
+            stage: stage.to_string(),
+            done,
+            total,
+        }
+    }
 }
 
 /// One text's classification.

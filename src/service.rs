@@ -1,19 +1,49 @@
 //! The worker's state and request handling, free of web APIs so it runs in native tests.
 //!
-//! Requests that need the browser (probing WebGPU) are answered by the worker shell itself;
-//! everything else comes here.
+//! The model runs on the GPU when the worker was given one ([`Service::use_gpu`]), else on
+//! the CPU. If the GPU fails (device lost, driver reset) the service rebuilds the model on
+//! the CPU from the files it kept, runs the request again there and records the change
+//! for the page ([`Service::take_backend_change`]): the user's request is answered, not lost.
 
 use crate::engine::backend::cpu::CpuBackend;
+#[cfg(feature = "webgpu")]
+use crate::engine::backend::webgpu::WgpuBackend;
+use crate::engine::backend::Backend;
 use crate::engine::encoder::Want;
 use crate::engine::pipeline::Pipeline;
 use crate::engine::tokenize::TextTokenizer;
-use crate::protocol::{ModelInfo, Request, Response, TextResult};
+use crate::engine::EngineError;
+use crate::protocol::{BackendInfo, BackendKind, ModelInfo, Progress, Request, Response, TextResult};
 
 #[derive(Default)]
 pub struct Service {
     tokenizer: Option<TextTokenizer>,
-    backend: CpuBackend,
-    model: Option<Pipeline<CpuBackend>>,
+    cpu: CpuBackend,
+    #[cfg(feature = "webgpu")]
+    gpu: Option<WgpuBackend>,
+    model: Option<Loaded>,
+    backend_change: Option<BackendInfo>,
+}
+
+struct Loaded {
+    engine: Engine,
+    info: ModelInfo,
+    /// The model's files, kept while it runs on the GPU so that it can be rebuilt on the
+    /// CPU if the GPU is lost.
+    files: Vec<(String, Vec<u8>)>,
+}
+
+/// Boxed: the two pipelines differ much in size.
+enum Engine {
+    Cpu(Box<Pipeline<CpuBackend>>),
+    #[cfg(feature = "webgpu")]
+    Gpu(Box<Pipeline<WgpuBackend>>),
+}
+
+fn error(e: impl ToString) -> Response {
+    Response::Error {
+        message: e.to_string(),
+    }
 }
 
 impl Service {
@@ -21,28 +51,83 @@ impl Service {
         Self::default()
     }
 
-    /// `files` are the buffers that came with the request (only `LoadModel` has any).
-    pub fn handle_with_files(&mut self, request: Request, files: Vec<Vec<u8>>) -> Response {
+    /// Runs models loaded from now on on this GPU.
+    #[cfg(feature = "webgpu")]
+    pub fn use_gpu(&mut self, gpu: WgpuBackend) {
+        self.gpu = Some(gpu);
+    }
+
+    /// The backend new work runs on, by name.
+    pub fn backend_name(&self) -> String {
+        #[cfg(feature = "webgpu")]
+        if let Some(gpu) = &self.gpu {
+            return gpu.name();
+        }
+        self.cpu.name()
+    }
+
+    /// Set once when the service left the GPU for the CPU; the page shows it.
+    pub fn take_backend_change(&mut self) -> Option<BackendInfo> {
+        self.backend_change.take()
+    }
+
+    /// Handles one request. `files` are the buffers that came with it (only `LoadModel`
+    /// has any); `progress` hears about long work.
+    pub async fn handle(
+        &mut self,
+        request: Request,
+        files: Vec<Vec<u8>>,
+        progress: &dyn Fn(Progress),
+    ) -> Response {
         match request {
-            Request::LoadModel { source, names } => self.load_model(source, names, files),
-            other => self.handle(other),
+            Request::LoadModel { source, names } => self.load_model(source, names, files, progress).await,
+            Request::ClassifyText { texts, attentions } => self.classify_text(texts, attentions).await,
+            Request::Ping => Response::Pong {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            Request::ProbeBackend { .. } => error("backend probing needs the browser's worker"),
+            Request::SimulateGpuLoss => self.simulate_gpu_loss(),
+            Request::LoadTokenizer { source, json } => {
+                match TextTokenizer::from_bytes(&source, json.as_bytes(), None) {
+                    Ok(tok) => {
+                        let vocab_size = tok.vocab_size();
+                        self.tokenizer = Some(tok);
+                        Response::TokenizerLoaded { source, vocab_size }
+                    }
+                    // The previous tokenizer stays installed: a bad file loses nothing.
+                    Err(e) => error(e),
+                }
+            }
+            Request::Tokenize { text } => match &self.tokenizer {
+                None => error("no tokenizer is loaded yet"),
+                Some(tok) => match tok.encode(&text) {
+                    Ok(tokens) => Response::Tokens { tokens },
+                    Err(e) => error(e),
+                },
+            },
         }
     }
 
-    fn load_model(&mut self, source: String, names: Vec<String>, files: Vec<Vec<u8>>) -> Response {
+    async fn load_model(
+        &mut self,
+        source: String,
+        names: Vec<String>,
+        files: Vec<Vec<u8>>,
+        progress: &dyn Fn(Progress),
+    ) -> Response {
         if names.len() != files.len() {
-            return Response::Error {
-                message: format!(
-                    "{} file names but {} file contents arrived",
-                    names.len(),
-                    files.len()
-                ),
-            };
+            return error(format!(
+                "{} file names but {} file contents arrived",
+                names.len(),
+                files.len()
+            ));
         }
         let named: Vec<(String, Vec<u8>)> = names.into_iter().zip(files).collect();
-        match Pipeline::from_files(&self.backend, &named) {
-            Ok(p) => {
-                let c = &p.model.config;
+        progress(Progress::stage("building the model", 0, 2));
+        match self.build(&named, progress).await {
+            Ok(engine) => {
+                let p = engine.pipeline_info();
+                let c = &p.config;
                 let info = ModelInfo {
                     source,
                     architecture: format!("{:?}", c.architecture),
@@ -54,103 +139,203 @@ impl Service {
                     .to_string(),
                     labels: c.labels.clone(),
                     layers: c.num_layers(),
-                    heads: p.model.heads(),
+                    heads: p.heads,
                     hidden: c.hidden_size(),
+                    backend: self.backend_name(),
+                };
+                let files = if matches!(engine, Engine::Cpu(_)) {
+                    Vec::new()
+                } else {
+                    named
                 };
                 // Only a model that loaded replaces the current one: a bad file loses nothing.
-                self.model = Some(p);
+                self.model = Some(Loaded {
+                    engine,
+                    info: info.clone(),
+                    files,
+                });
+                progress(Progress::stage("ready", 2, 2));
                 Response::ModelLoaded(info)
             }
-            Err(e) => Response::Error {
-                message: e.to_string(),
-            },
+            Err(e) => error(e),
         }
     }
 
-    fn classify_text(&self, texts: Vec<String>, attentions: bool) -> Response {
-        let Some(p) = &self.model else {
-            return Response::Error {
-                message: "no model is loaded yet".to_string(),
-            };
-        };
-        if !p.model.config.architecture.has_classifier() {
-            return Response::Error {
-                message: "this model is an encoder without a classifier; train a head for it first".into(),
-            };
-        }
-        let tok = match p.tokenizer() {
-            Ok(t) => t,
-            Err(e) => {
-                return Response::Error {
-                    message: e.to_string(),
+    /// Builds the model on the GPU (and runs it once, so its kernels are compiled now and
+    /// not on the first click), or on the CPU without a GPU or when the GPU fails.
+    async fn build(
+        &mut self,
+        files: &[(String, Vec<u8>)],
+        progress: &dyn Fn(Progress),
+    ) -> Result<Engine, EngineError> {
+        #[cfg(feature = "webgpu")]
+        if let Some(gpu) = &self.gpu {
+            let built = match Pipeline::from_files(gpu, files) {
+                Ok(p) => {
+                    progress(Progress::stage("compiling GPU kernels", 1, 2));
+                    p.warm_up(gpu).await.map(|()| p)
                 }
+                Err(e) => Err(e),
+            };
+            match built {
+                Ok(p) => return Ok(Engine::Gpu(Box::new(p))),
+                Err(e) => match gpu.failure() {
+                    // The GPU broke: go on with the CPU.
+                    Some(why) => self.leave_gpu(why),
+                    // The files are at fault; the CPU would say the same.
+                    None => return Err(e),
+                },
             }
-        };
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        }
+        let _ = progress;
+        Pipeline::from_files(&self.cpu, files).map(|p| Engine::Cpu(Box::new(p)))
+    }
+
+    /// Drops the GPU for good and tells the page why.
+    #[cfg(feature = "webgpu")]
+    fn leave_gpu(&mut self, why: String) {
+        self.gpu = None;
+        self.backend_change = Some(BackendInfo {
+            kind: BackendKind::Cpu,
+            adapter: None,
+            reason: Some(format!("{why}; switched to the CPU")),
+        });
+    }
+
+    /// After a GPU failure: the loaded model again, on the CPU, from its kept files.
+    #[cfg(feature = "webgpu")]
+    fn rebuild_on_cpu(&mut self) -> Result<(), EngineError> {
+        if let Some(gpu) = &self.gpu {
+            let why = gpu.failure().unwrap_or_else(|| "the GPU failed".to_string());
+            self.leave_gpu(why);
+        }
+        if let Some(m) = &mut self.model {
+            if matches!(m.engine, Engine::Gpu(_)) {
+                m.engine = Engine::Cpu(Box::new(Pipeline::from_files(&self.cpu, &m.files)?));
+                m.files = Vec::new();
+                m.info.backend = self.cpu.name();
+            }
+        }
+        Ok(())
+    }
+
+    async fn classify_text(&mut self, texts: Vec<String>, attentions: bool) -> Response {
         let want = Want {
             attentions,
             hidden_states: false,
         };
-        let run = || -> Result<Vec<TextResult>, crate::engine::EngineError> {
-            let preds = p.run_texts(&self.backend, &refs, want)?;
-            texts
-                .iter()
-                .zip(preds)
-                .map(|(text, r)| {
-                    Ok(TextResult {
-                        text: text.clone(),
-                        tokens: tok.encode(text)?,
-                        label: r.prediction.label.unwrap_or_default(),
-                        probs: r.prediction.probs.unwrap_or_default(),
-                        attentions: r.prediction.attentions,
-                    })
-                })
-                .collect()
+        self.run(ClassifyText { texts, want }).await
+    }
+
+    /// Runs a job on the loaded model, on the GPU or the CPU; a GPU failure moves the model
+    /// to the CPU and runs the job again there.
+    async fn run(&mut self, job: impl Job) -> Response {
+        let Some(model) = &self.model else {
+            return error("no model is loaded yet");
         };
-        match run() {
-            Ok(results) => Response::TextResults { results },
-            Err(e) => Response::Error {
-                message: e.to_string(),
-            },
+        let failed = match &model.engine {
+            Engine::Cpu(p) => return into_response(job.run(p, &self.cpu).await),
+            #[cfg(feature = "webgpu")]
+            Engine::Gpu(p) => {
+                let Some(gpu) = &self.gpu else {
+                    return error("internal error: a GPU model without a GPU");
+                };
+                match job.run(p, gpu).await {
+                    Err(e) if gpu.failure().is_some() => e,
+                    other => return into_response(other),
+                }
+            }
+        };
+        self.retry_on_cpu(job, failed).await
+    }
+
+    #[cfg(feature = "webgpu")]
+    async fn retry_on_cpu(&mut self, job: impl Job, failed: EngineError) -> Response {
+        if let Err(e) = self.rebuild_on_cpu() {
+            return error(format!(
+                "the GPU failed ({failed}) and the CPU could not take over: {e}"
+            ));
+        }
+        match self.model.as_ref().map(|m| &m.engine) {
+            Some(Engine::Cpu(p)) => into_response(job.run(p, &self.cpu).await),
+            _ => error(failed),
         }
     }
 
-    pub fn handle(&mut self, request: Request) -> Response {
-        match request {
-            Request::LoadModel { .. } => Response::Error {
-                message: "LoadModel needs its files: use handle_with_files".to_string(),
+    #[cfg(not(feature = "webgpu"))]
+    async fn retry_on_cpu(&mut self, _job: impl Job, failed: EngineError) -> Response {
+        error(failed)
+    }
+
+    fn simulate_gpu_loss(&mut self) -> Response {
+        #[cfg(feature = "webgpu")]
+        if let Some(gpu) = &self.gpu {
+            gpu.lose_device();
+            return Response::Done;
+        }
+        error("there is no GPU in use to lose")
+    }
+}
+
+impl Engine {
+    fn pipeline_info(&self) -> PipelineInfo<'_> {
+        match self {
+            Engine::Cpu(p) => PipelineInfo {
+                config: &p.model.config,
+                heads: p.model.heads(),
             },
-            Request::ClassifyText { texts, attentions } => self.classify_text(texts, attentions),
-            Request::Ping => Response::Pong {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-            Request::ProbeBackend { .. } => Response::Error {
-                message: "backend probing needs the browser's worker".to_string(),
-            },
-            Request::LoadTokenizer { source, json } => {
-                match TextTokenizer::from_bytes(&source, json.as_bytes(), None) {
-                    Ok(tok) => {
-                        let vocab_size = tok.vocab_size();
-                        self.tokenizer = Some(tok);
-                        Response::TokenizerLoaded { source, vocab_size }
-                    }
-                    // The previous tokenizer stays installed: a bad file loses nothing.
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
-                }
-            }
-            Request::Tokenize { text } => match &self.tokenizer {
-                None => Response::Error {
-                    message: "no tokenizer is loaded yet".to_string(),
-                },
-                Some(tok) => match tok.encode(&text) {
-                    Ok(tokens) => Response::Tokens { tokens },
-                    Err(e) => Response::Error {
-                        message: e.to_string(),
-                    },
-                },
+            #[cfg(feature = "webgpu")]
+            Engine::Gpu(p) => PipelineInfo {
+                config: &p.model.config,
+                heads: p.model.heads(),
             },
         }
+    }
+}
+
+struct PipelineInfo<'a> {
+    config: &'a crate::engine::config::ModelConfig,
+    heads: usize,
+}
+
+fn into_response(r: Result<Response, EngineError>) -> Response {
+    r.unwrap_or_else(error)
+}
+
+/// Work on a loaded model, written once for every backend.
+trait Job {
+    async fn run<B: Backend>(&self, p: &Pipeline<B>, be: &B) -> Result<Response, EngineError>;
+}
+
+struct ClassifyText {
+    texts: Vec<String>,
+    want: Want,
+}
+
+impl Job for ClassifyText {
+    async fn run<B: Backend>(&self, p: &Pipeline<B>, be: &B) -> Result<Response, EngineError> {
+        if !p.model.config.architecture.has_classifier() {
+            return Err(EngineError::Input(
+                "this model is an encoder without a classifier; train a head for it first".into(),
+            ));
+        }
+        let tok = p.tokenizer()?;
+        let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
+        let preds = p.run_texts_async(be, &refs, self.want).await?;
+        let results = self
+            .texts
+            .iter()
+            .zip(preds)
+            .map(|(text, r)| {
+                Ok(TextResult {
+                    text: text.clone(),
+                    tokens: tok.encode(text)?,
+                    label: r.prediction.label.unwrap_or_default(),
+                    probs: r.prediction.probs.unwrap_or_default(),
+                    attentions: r.prediction.attentions,
+                })
+            })
+            .collect::<Result<_, EngineError>>()?;
+        Ok(Response::TextResults { results })
     }
 }

@@ -3,6 +3,11 @@
 use webformer::protocol::{BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, ToWorker};
 use webformer::service::Service;
 
+/// What the worker does with one request (no files, progress ignored).
+fn handle(service: &mut Service, request: Request) -> Response {
+    pollster::block_on(service.handle(request, Vec::new(), &|_| {}))
+}
+
 fn demo_json() -> String {
     std::fs::read_to_string("public/demo/tokenizer.json").unwrap()
 }
@@ -43,7 +48,7 @@ fn messages_round_trip_as_json() {
 #[test]
 fn tokenize_before_load_says_so() {
     let mut service = Service::new();
-    let r = service.handle(Request::Tokenize { text: "hi".into() });
+    let r = handle(&mut service, Request::Tokenize { text: "hi".into() });
     assert_eq!(
         r,
         Response::Error {
@@ -55,10 +60,13 @@ fn tokenize_before_load_says_so() {
 #[test]
 fn load_then_tokenize_and_a_bad_file_keeps_the_old_tokenizer() {
     let mut service = Service::new();
-    let r = service.handle(Request::LoadTokenizer {
-        source: "demo".into(),
-        json: demo_json(),
-    });
+    let r = handle(
+        &mut service,
+        Request::LoadTokenizer {
+            source: "demo".into(),
+            json: demo_json(),
+        },
+    );
     assert_eq!(
         r,
         Response::TokenizerLoaded {
@@ -67,10 +75,13 @@ fn load_then_tokenize_and_a_bad_file_keeps_the_old_tokenizer() {
         }
     );
 
-    let r = service.handle(Request::LoadTokenizer {
-        source: "bad.json".into(),
-        json: "[1,2".into(),
-    });
+    let r = handle(
+        &mut service,
+        Request::LoadTokenizer {
+            source: "bad.json".into(),
+            json: "[1,2".into(),
+        },
+    );
     match r {
         Response::Error { message } => assert!(
             message.starts_with("bad.json: not a valid tokenizer"),
@@ -79,7 +90,7 @@ fn load_then_tokenize_and_a_bad_file_keeps_the_old_tokenizer() {
         other => panic!("expected an error, got {other:?}"),
     }
 
-    match service.handle(Request::Tokenize { text: "Hello".into() }) {
+    match handle(&mut service, Request::Tokenize { text: "Hello".into() }) {
         Response::Tokens { tokens } => {
             assert_eq!(
                 tokens.iter().map(|t| t.id).collect::<Vec<_>>(),

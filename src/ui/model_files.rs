@@ -4,7 +4,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::worker_client::WorkerClient;
-use crate::protocol::{ModelInfo, Request, Response};
+use crate::protocol::{ModelInfo, Progress, Request, Response};
 
 async fn read_buffer(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
     JsFuture::from(file.array_buffer())
@@ -21,6 +21,7 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
     let (status, set_status) = signal("No model loaded.".to_string());
     let (error, set_error) = signal(None::<String>);
     let (busy, set_busy) = signal(false);
+    let (progress, set_progress) = signal(None::<Progress>);
 
     let on_pick = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -49,18 +50,24 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
                 }
             }
             let source = "local files".to_string();
-            match client
-                .call_with_files(Request::LoadModel { source, names }, buffers)
-                .await
-            {
+            let on_progress = move |p: Progress| {
+                set_status.set(format!("Loading: {}…", p.stage));
+                set_progress.set(Some(p));
+            };
+            let answer = client
+                .call_with_progress(Request::LoadModel { source, names }, buffers, on_progress)
+                .await;
+            set_progress.set(None);
+            match answer {
                 Ok(Response::ModelLoaded(info)) => {
                     set_error.set(None);
                     set_status.set(format!(
-                        "Loaded {} ({} layers × {} heads, hidden {}){}",
+                        "Loaded {} ({} layers × {} heads, hidden {}) on {}{}",
                         info.architecture,
                         info.layers,
                         info.heads,
                         info.hidden,
+                        info.backend,
                         if info.labels.is_empty() {
                             String::new()
                         } else {
@@ -84,6 +91,21 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
                 <input type="file" multiple data-testid="model-files" on:change=on_pick disabled=busy />
             </label>
             <p data-testid="model-status" aria-live="polite">{status}</p>
+            {move || {
+                progress
+                    .get()
+                    .map(|p| {
+                        view! {
+                            <progress
+                                data-testid="load-progress"
+                                data-stage=p.stage.clone()
+                                max=p.total.max(1)
+                                value=p.done
+                                aria-label=format!("Loading the model: {}", p.stage)
+                            ></progress>
+                        }
+                    })
+            }}
             {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
         </div>
     }

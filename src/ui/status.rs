@@ -9,6 +9,14 @@ use crate::protocol::{BackendChoice, BackendKind, Request, Response};
 pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoView {
     let (label, set_label) = signal("Looking for WebGPU…".to_string());
     let (kind, set_kind) = signal(None::<BackendKind>);
+    // A lost GPU: the worker moved to the CPU and says why.
+    client.listen(move |r| {
+        if let Response::Backend(info) = r {
+            set_kind.set(Some(info.kind));
+            set_label.set(info.label());
+        }
+    });
+    let client2 = client.clone();
     spawn_local(async move {
         match client.call(Request::ProbeBackend { choice }).await {
             Ok(Response::Backend(info)) => {
@@ -19,6 +27,20 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
             Err(message) => set_label.set(format!("Worker unavailable: {message}")),
         }
     });
+    // `?debug` offers a button that destroys the GPU device, to see the CPU take over.
+    let debug = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .is_some_and(|s| s.trim_start_matches('?').split('&').any(|kv| kv == "debug"));
+    let (lose_note, set_lose_note) = signal(String::new());
+    let lose_gpu = move |_| {
+        let client = client2.clone();
+        spawn_local(async move {
+            match client.call(Request::SimulateGpuLoss).await {
+                Ok(_) => set_lose_note.set("GPU device destroyed; the next request moves to the CPU.".into()),
+                Err(m) => set_lose_note.set(m),
+            }
+        });
+    };
     view! {
         <p class="status" role="status" aria-live="polite">
             "Compute: "
@@ -32,6 +54,19 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
             >
                 {label}
             </span>
+            {move || {
+                let lose_gpu = lose_gpu.clone();
+                (debug && kind.get() == Some(BackendKind::Webgpu))
+                    .then(move || {
+                        view! {
+                            " "
+                            <button data-testid="simulate-gpu-loss" on:click=lose_gpu>
+                                "Simulate GPU loss"
+                            </button>
+                        }
+                    })
+            }}
+            <span class="note">{lose_note}</span>
         </p>
     }
 }

@@ -41,6 +41,9 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
     let (tokens, set_tokens) = signal(Vec::<Token>::new());
     let (model, set_model) = signal(None::<ModelInfo>);
     let (results, set_results) = signal(Vec::<TextResult>::new());
+    let (classifying, set_classifying) = signal(false);
+    // Finished classify requests: tests (and screen readers' live region) see a new answer.
+    let (runs, set_runs) = signal(0u32);
     let (classify_error, set_classify_error) = signal(None::<String>);
     // Answers can come back out of order; only the newest request's answer is shown.
     let generation = RwSignal::new(0u64);
@@ -115,14 +118,17 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
                 return;
             }
             let client = client.clone();
+            set_classifying.set(true);
             spawn_local(async move {
-                match client
+                let answer = client
                     .call(Request::ClassifyText {
                         texts,
                         attentions: false,
                     })
-                    .await
-                {
+                    .await;
+                set_classifying.set(false);
+                set_runs.update(|n| *n += 1);
+                match answer {
                     Ok(Response::TextResults { results }) => {
                         set_classify_error.set(None);
                         set_results.set(results);
@@ -199,10 +205,10 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
             ></textarea>
             {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
             <button data-testid="classify-text" on:click=classify disabled=move || model.get().is_none()>
-                "Classify"
+                {move || if classifying.get() { "Classifying…" } else { "Classify" }}
             </button>
             {move || classify_error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
-            <ul class="results">
+            <ul class="results" data-testid="text-results" data-runs=move || runs.get().to_string()>
                 {move || {
                     let labels = model.get().map(|m| m.labels).unwrap_or_default();
                     results

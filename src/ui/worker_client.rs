@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::protocol::{FromWorker, Request, Response, ToWorker};
+use crate::protocol::{FromWorker, Progress, Request, Response, ToWorker};
 
 /// Trunk writes this loader next to `index.html` for the `webformer-worker` binary.
 const WORKER_URL: &str = "./webformer-worker_loader.js";
@@ -25,7 +25,9 @@ pub struct WorkerClient {
 struct Inner {
     worker: Worker,
     next_id: Cell<u64>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    pending: RefCell<HashMap<u64, Pending>>,
+    /// Who hears what the worker says on its own (id 0), e.g. a backend change.
+    listeners: RefCell<Vec<Listener>>,
     /// Requests made before the worker said it is ready, sent when it does.
     ready: Cell<bool>,
     queued: RefCell<Vec<Outgoing>>,
@@ -40,6 +42,7 @@ impl WorkerClient {
             worker,
             next_id: Cell::new(1),
             pending: RefCell::new(HashMap::new()),
+            listeners: RefCell::new(Vec::new()),
             ready: Cell::new(false),
             queued: RefCell::new(Vec::new()),
             failed: RefCell::new(None),
@@ -54,11 +57,28 @@ impl WorkerClient {
                     id: 0,
                     response: Response::Pong { .. },
                 }) => inner.mark_ready(),
-                Ok(FromWorker { id, response }) => {
-                    if let Some(tx) = inner.pending.borrow_mut().remove(&id) {
-                        let _ = tx.send(response);
-                    } else if let Response::Error { message } = response {
+                Ok(FromWorker { id: 0, response }) => {
+                    for listener in inner.listeners.borrow().iter() {
+                        listener(&response);
+                    }
+                    if let Response::Error { message } = response {
                         web_sys::console::error_1(&format!("worker: {message}").into());
+                    }
+                }
+                Ok(FromWorker {
+                    id,
+                    response: Response::Progress(p),
+                }) => {
+                    if let Some(Pending {
+                        on_progress: Some(f), ..
+                    }) = inner.pending.borrow().get(&id)
+                    {
+                        f(p);
+                    }
+                }
+                Ok(FromWorker { id, response }) => {
+                    if let Some(pending) = inner.pending.borrow_mut().remove(&id) {
+                        let _ = pending.tx.send(response);
                     }
                 }
                 Err(e) => web_sys::console::error_1(&e.into()),
@@ -89,6 +109,22 @@ impl WorkerClient {
         self.call_with_files(request, Vec::new()).await
     }
 
+    /// Calls `f` with everything the worker says on its own (id 0), e.g. that the GPU was
+    /// lost and the CPU took over.
+    pub fn listen(&self, f: impl Fn(&Response) + 'static) {
+        self.inner.listeners.borrow_mut().push(Box::new(f));
+    }
+
+    /// Like `call_with_files`, reporting the worker's progress on the way.
+    pub async fn call_with_progress(
+        &self,
+        request: Request,
+        files: Vec<js_sys::ArrayBuffer>,
+        on_progress: impl Fn(Progress) + 'static,
+    ) -> Result<Response, String> {
+        self.send_call(request, files, Some(Box::new(on_progress))).await
+    }
+
     /// Like `call`, with file contents that move to the worker (the buffers are
     /// transferred, not copied: a model's weights are never held twice).
     pub async fn call_with_files(
@@ -96,13 +132,25 @@ impl WorkerClient {
         request: Request,
         files: Vec<js_sys::ArrayBuffer>,
     ) -> Result<Response, String> {
+        self.send_call(request, files, None).await
+    }
+
+    async fn send_call(
+        &self,
+        request: Request,
+        files: Vec<js_sys::ArrayBuffer>,
+        on_progress: Option<Box<dyn Fn(Progress)>>,
+    ) -> Result<Response, String> {
         if let Some(message) = self.inner.failed.borrow().clone() {
             return Err(message);
         }
         let id = self.inner.next_id.get();
         self.inner.next_id.set(id + 1);
         let (tx, rx) = oneshot::channel();
-        self.inner.pending.borrow_mut().insert(id, tx);
+        self.inner
+            .pending
+            .borrow_mut()
+            .insert(id, Pending { tx, on_progress });
         let message = Outgoing {
             json: ToWorker { id, request }.to_json(),
             files,
@@ -123,6 +171,13 @@ impl WorkerClient {
                 .unwrap_or_else(|| "the worker dropped the request".to_string())),
         }
     }
+}
+
+type Listener = Box<dyn Fn(&Response)>;
+
+struct Pending {
+    tx: oneshot::Sender<Response>,
+    on_progress: Option<Box<dyn Fn(Progress)>>,
 }
 
 struct Outgoing {

@@ -3,63 +3,96 @@
 
 mod probe;
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
+use futures_channel::mpsc;
+use futures_util::StreamExt;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-use crate::protocol::{FromWorker, Request, Response, ToWorker};
+use crate::engine::backend::webgpu::WgpuBackend;
+use crate::protocol::{BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, ToWorker};
 use crate::service::Service;
 
 /// Installs the message handler, then tells the page it is ready: messages posted before
 /// the handler exists would be lost, so the page holds them until it hears this.
+///
+/// Requests are handled one at a time, in the order they came: a request that arrives
+/// while another runs waits in the queue (nothing is dropped, and the model is never used
+/// by two requests at once).
 pub fn run() {
     console_error_panic_hook::set_once();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let service = Rc::new(RefCell::new(Service::new()));
+    let (queue, mut requests) = mpsc::unbounded::<(JsValue,)>();
 
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let (text, files) = match unpack(&ev.data()) {
-            Some(parts) => parts,
-            None => {
-                post(
-                    0,
-                    Response::Error {
-                        message: "the worker got a message it does not understand".into(),
-                    },
-                );
-                return;
-            }
-        };
-        let msg = match ToWorker::from_json(&text) {
-            Ok(msg) => msg,
-            Err(message) => {
-                post(0, Response::Error { message });
-                return;
-            }
-        };
-        match msg.request {
-            Request::ProbeBackend { choice } => {
-                wasm_bindgen_futures::spawn_local(async move {
-                    post(msg.id, Response::Backend(probe::probe(choice).await));
-                });
-            }
-            request => {
-                let response = service.borrow_mut().handle_with_files(request, files);
-                post(msg.id, response);
-            }
-        }
+        let _ = queue.unbounded_send((ev.data(),));
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
     onmessage.forget();
+
+    wasm_bindgen_futures::spawn_local(async move {
+        let mut service = Service::new();
+        while let Some((data,)) = requests.next().await {
+            handle(&mut service, &data).await;
+            if let Some(info) = service.take_backend_change() {
+                post(0, Response::Backend(info));
+            }
+        }
+    });
     post(
         0,
         Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
     );
+}
+
+async fn handle(service: &mut Service, data: &JsValue) {
+    let Some((text, files)) = unpack(data) else {
+        post(
+            0,
+            Response::Error {
+                message: "the worker got a message it does not understand".into(),
+            },
+        );
+        return;
+    };
+    let msg = match ToWorker::from_json(&text) {
+        Ok(msg) => msg,
+        Err(message) => {
+            post(0, Response::Error { message });
+            return;
+        }
+    };
+    let id = msg.id;
+    let response = match msg.request {
+        Request::ProbeBackend { choice } => choose_backend(service, choice).await,
+        request => {
+            let progress = move |p| post(id, Response::Progress(p));
+            service.handle(request, files, &progress).await
+        }
+    };
+    post(id, response);
+}
+
+/// WebGPU when the browser has an adapter and wgpu can open it, else the CPU with the
+/// reason. Models loaded from now on run there.
+async fn choose_backend(service: &mut Service, choice: BackendChoice) -> Response {
+    let info = probe::probe(choice).await;
+    if info.kind != BackendKind::Webgpu {
+        return Response::Backend(info);
+    }
+    match WgpuBackend::new_async().await {
+        Ok(gpu) => {
+            service.use_gpu(gpu);
+            Response::Backend(info)
+        }
+        Err(e) => Response::Backend(BackendInfo {
+            kind: BackendKind::Cpu,
+            adapter: None,
+            reason: Some(format!("WebGPU is there but could not be used: {e}")),
+        }),
+    }
 }
 
 /// A message is the request's JSON text, or `{json, buffers}` when file contents travel
