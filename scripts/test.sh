@@ -13,15 +13,14 @@ source .tools/env.sh
 step "cargo fmt --check"
 cargo fmt --check
 
-step "cargo clippy --all-targets --features web,webgpu (engine, GPU backend, CLI, page, worker, tests), warnings denied"
-cargo clippy --all-targets --locked --features web,webgpu -- -D warnings
+step "cargo clippy --all-targets --features web (engine, GPU backend, CLI, page, worker, tests), warnings denied"
+cargo clippy --all-targets --locked --features web -- -D warnings
 
-step "cargo test (engine, natively)"
-cargo test --locked
-
-step "cargo test --features webgpu (WGSL kernels and models on Vulkan: Mesa lavapipe here)"
+# The default features include the WebGPU backend, so this also runs the WGSL kernels, the
+# models, training steps and the CPU fallback on Vulkan (Mesa lavapipe where there is no GPU).
+step "cargo test (engine, CLI and worker service natively; WebGPU on Vulkan)"
 mkdir -p -m 700 "${XDG_RUNTIME_DIR:=/tmp/webformer-xdg}" && export XDG_RUNTIME_DIR
-cargo test --locked --features webgpu --test webgpu_backend
+cargo test --locked
 
 step "release wasm build"
 scripts/build-web.sh

@@ -132,15 +132,71 @@ fn errors_go_to_stderr_with_nonzero_exit() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("config.json: not a usable image"), "{stderr}");
+}
 
-    let (code, _, stderr) = webformer(&[
-        "text",
-        "--model",
-        enc.to_str().unwrap(),
-        "--backend",
-        "webgpu",
-        "hi",
-    ]);
-    assert_ne!(code, 0);
-    assert!(stderr.contains("WebGPU backend is not built yet"), "{stderr}");
+#[cfg(feature = "webgpu")]
+fn diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// `--backend webgpu` runs the same kernels through wgpu (lavapipe here) and prints the
+/// same lines as the CPU, within the GPU tolerance.
+#[cfg(feature = "webgpu")]
+#[test]
+fn backend_webgpu_prints_what_the_cpu_prints() {
+    if std::env::var("WEBFORMER_NO_GPU").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: WEBFORMER_NO_GPU=1");
+        return;
+    }
+    for (cmd, name, inputs) in [
+        (
+            "text",
+            "bert-uncased-cls",
+            vec!["a lovely film".to_string(), "dull".to_string()],
+        ),
+        ("embed", "bert-encoder", vec!["hello world".to_string()]),
+        (
+            "image",
+            "vit-cls",
+            vec![fixture("images").join("exif6_40x24.jpg").display().to_string()],
+        ),
+    ] {
+        let dir = fixture(name);
+        let mut args = vec![cmd, "--model", dir.to_str().unwrap(), "--attentions"];
+        args.extend(inputs.iter().map(String::as_str));
+        let (code, cpu, stderr) = webformer(&args);
+        assert_eq!(code, 0, "{stderr}");
+        args.extend(["--backend", "webgpu"]);
+        let (code, gpu, stderr) = webformer(&args);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains("using WebGPU"), "{stderr}");
+        assert_eq!(cpu.len(), gpu.len());
+        let mut worst = 0f32;
+        for (c, g) in cpu.iter().zip(&gpu) {
+            assert_eq!(c["label"], g["label"]);
+            assert_eq!(c["token_ids"], g["token_ids"]);
+            for key in ["logits", "embedding"] {
+                if !c[key].is_null() {
+                    worst = worst.max(diff(&floats(&c[key]), &floats(&g[key])));
+                }
+            }
+            let flat = |v: &Value| -> Vec<f32> {
+                let mut out = Vec::new();
+                fn walk(v: &Value, out: &mut Vec<f32>) {
+                    match v {
+                        Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                        x => out.push(x.as_f64().unwrap() as f32),
+                    }
+                }
+                walk(v, &mut out);
+                out
+            };
+            let (ca, ga) = (flat(&c["attentions"]), flat(&g["attentions"]));
+            assert!(!ca.is_empty() && ca.len() == ga.len());
+            worst = worst.max(diff(&ca, &ga));
+        }
+        eprintln!("{cmd} {name}: --backend webgpu vs cpu max |Δ| {worst:.2e}");
+        assert!(worst <= 2e-3, "{cmd} {name}: {worst}");
+    }
 }

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
 use webformer::engine::backend::cpu::CpuBackend;
+#[cfg(feature = "webgpu")]
+use webformer::engine::backend::webgpu::WgpuBackend;
+use webformer::engine::backend::Backend;
 use webformer::engine::encoder::Want;
 use webformer::engine::model::Prediction;
 use webformer::engine::pipeline::Pipeline;
@@ -77,13 +80,25 @@ enum Command {
     },
 }
 
-fn load(args: &ModelArgs) -> Result<(CpuBackend, Pipeline<CpuBackend>), String> {
-    let be = match args.backend {
-        BackendArg::Cpu => CpuBackend::new(),
-        BackendArg::Webgpu => return Err("the WebGPU backend is not built yet; use --backend cpu".into()),
-    };
-    let pipeline = Pipeline::from_dir(&be, &args.model).map_err(|e| e.to_string())?;
-    Ok((be, pipeline))
+/// Runs `command` on the backend its `--backend` names.
+fn dispatch(backend: BackendArg, command: Command) -> Result<(), String> {
+    match backend {
+        BackendArg::Cpu => run_on(&CpuBackend::new(), command),
+        #[cfg(feature = "webgpu")]
+        BackendArg::Webgpu => {
+            let gpu = WgpuBackend::new().map_err(|e| format!("{e}; use --backend cpu"))?;
+            eprintln!("webformer: using {}", gpu.name());
+            run_on(&gpu, command)
+        }
+        #[cfg(not(feature = "webgpu"))]
+        BackendArg::Webgpu => {
+            Err("this build has no WebGPU backend (build with --features webgpu); use --backend cpu".into())
+        }
+    }
+}
+
+fn load<B: Backend>(be: &B, args: &ModelArgs) -> Result<Pipeline<B>, String> {
+    Pipeline::from_dir(be, &args.model).map_err(|e| e.to_string())
 }
 
 fn want(args: &ModelArgs) -> Want {
@@ -111,9 +126,9 @@ fn fields(p: Prediction, classify: bool, embed: bool) -> Map<String, Value> {
 }
 
 /// One line per text: `token_ids`, then the classifier's or the embedding's fields.
-fn print_texts(
-    be: &CpuBackend,
-    p: &Pipeline<CpuBackend>,
+fn print_texts<B: Backend>(
+    be: &B,
+    p: &Pipeline<B>,
     args: &ModelArgs,
     texts: &[String],
     classify: bool,
@@ -134,22 +149,31 @@ fn print(m: Map<String, Value>) {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Text { ref model, .. }
+        | Command::Embed { ref model, .. }
+        | Command::Image { ref model, .. } => dispatch(model.backend, cli.command),
+        command => run_on(&CpuBackend::new(), command),
+    }
+}
+
+fn run_on<B: Backend>(be: &B, command: Command) -> Result<(), String> {
+    match command {
         Command::Text { model, text } => {
-            let (be, p) = load(&model)?;
+            let p = load(be, &model)?;
             if !p.model.config.architecture.has_classifier() {
                 return Err(format!(
                     "{} has no classifier (an encoder); use `webformer embed`",
                     model.model.display()
                 ));
             }
-            print_texts(&be, &p, &model, &text, true)
+            print_texts(be, &p, &model, &text, true)
         }
         Command::Embed { model, text } => {
-            let (be, p) = load(&model)?;
-            print_texts(&be, &p, &model, &text, false)
+            let p = load(be, &model)?;
+            print_texts(be, &p, &model, &text, false)
         }
         Command::Image { model, path } => {
-            let (be, p) = load(&model)?;
+            let p = load(be, &model)?;
             if !p.model.config.architecture.has_classifier() {
                 return Err(format!(
                     "{} has no classifier (an encoder)",
@@ -161,7 +185,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map(|f| read(f).map(|b| (f.display().to_string(), b)))
                 .collect::<Result<Vec<_>, _>>()?;
             for pred in p
-                .run_images(&be, &images, want(&model))
+                .run_images(be, &images, want(&model))
                 .map_err(|e| e.to_string())?
             {
                 print(fields(pred, true, false));
