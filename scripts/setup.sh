@@ -89,6 +89,9 @@ if ! echo "$MINILM_SHA  $MINILM/model.safetensors" | sha256sum -c --status 2>/de
 fi
 # Fashion-MNIST (MIT), for the ViT we trained on it.
 apt_install dataset-fashion-mnist
+# Pang & Lee sentence polarity (Debian python3-pattern; personal-use licence, so never
+# committed): extracted into .cache/data/pang-lee with its train/test split.
+scripts/get-pang-lee.sh
 
 cat > .tools/env.sh <<SH
 export PATH="$ROOT/.tools/bin:\$HOME/.cargo/bin:\$PATH"

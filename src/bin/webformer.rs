@@ -9,11 +9,18 @@ use serde_json::{json, Map, Value};
 use webformer::engine::backend::cpu::CpuBackend;
 #[cfg(feature = "webgpu")]
 use webformer::engine::backend::webgpu::WgpuBackend;
-use webformer::engine::backend::Backend;
+use webformer::engine::backend::{Backend, TrainOps};
+use webformer::engine::dataset::CsvTable;
 use webformer::engine::encoder::Want;
+use webformer::engine::finetune::{
+    block_on_ready, classify_embeddings, head_from_safetensors, head_to_safetensors, train_head, HeadMeta,
+    TrainConfig,
+};
+use webformer::engine::model::softmax;
 use webformer::engine::model::Prediction;
 use webformer::engine::pipeline::Pipeline;
 use webformer::engine::tokenize::TextTokenizer;
+use webformer::engine::train::Head;
 
 #[derive(Parser)]
 #[command(
@@ -44,14 +51,71 @@ struct ModelArgs {
     attentions: bool,
 }
 
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Add a ReLU hidden layer of this width (default: a linear head).
+    #[arg(long)]
+    hidden: Option<usize>,
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    lr: f64,
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    patience: usize,
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            hidden: self.hidden,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            patience: self.patience,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Classify each TEXT: `token_ids`, `logits`, `probs`, `label`.
     Text {
         #[command(flatten)]
         model: ModelArgs,
+        /// A head trained by `webformer train`: classify with it (on any encoder of its width)
+        /// instead of the model's own classifier.
+        #[arg(long)]
+        head: Option<PathBuf>,
         #[arg(required = true)]
         text: Vec<String>,
+    },
+    /// Train a classification head on the encoder's (frozen) mean-pooled embeddings of a CSV's
+    /// texts. Prints one JSON line per epoch and a final metrics line; writes OUT and OUT's
+    /// `.json` twin (labels, encoder, pooling, metrics).
+    Train {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        csv: PathBuf,
+        /// The text column's name (default: guessed: text, sentence, review, …).
+        #[arg(long)]
+        text_col: Option<String>,
+        /// The label column's name (default: guessed: label, class, sentiment, …).
+        #[arg(long)]
+        label_col: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        train: TrainArgs,
     },
     /// Classify each image file: `logits`, `probs`, `label`.
     Image {
@@ -156,9 +220,28 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn run_on<B: Backend>(be: &B, command: Command) -> Result<(), String> {
+fn run_on<B: TrainOps>(be: &B, command: Command) -> Result<(), String> {
     match command {
-        Command::Text { model, text } => {
+        Command::Text {
+            model,
+            head: Some(head),
+            text,
+        } => {
+            let p = load(be, &model)?;
+            classify_with_head(be, &p, &model, &head, &text)
+        }
+        Command::Train {
+            model,
+            csv,
+            text_col,
+            label_col,
+            out,
+            train,
+        } => {
+            let p = load(be, &model)?;
+            train_cmd(be, &p, &model, &csv, text_col, label_col, &out, &train.config())
+        }
+        Command::Text { model, text, .. } => {
             let p = load(be, &model)?;
             if !p.model.config.architecture.has_classifier() {
                 return Err(format!(
@@ -209,6 +292,172 @@ fn run_on<B: Backend>(be: &B, command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Mean-pooled embeddings of `texts`, in batches, with progress on stderr.
+fn embed_all<B: Backend>(be: &B, p: &Pipeline<B>, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+    let want = Want::default();
+    let mut out = Vec::with_capacity(texts.len());
+    let start = std::time::Instant::now();
+    for chunk in texts.chunks(256) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let preds = p.run_texts(be, &refs, want).map_err(|e| e.to_string())?;
+        out.extend(preds.into_iter().map(|t| t.prediction.embedding));
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "webformer: embedded {}/{} texts ({:.0} texts/s)",
+            out.len(),
+            texts.len(),
+            out.len() as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_cmd<B: TrainOps>(
+    be: &B,
+    p: &Pipeline<B>,
+    args: &ModelArgs,
+    csv: &Path,
+    text_col: Option<String>,
+    label_col: Option<String>,
+    out: &Path,
+    config: &TrainConfig,
+) -> Result<(), String> {
+    let name = csv.display().to_string();
+    let table = CsvTable::parse(&name, &read(csv)?).map_err(|e| e.to_string())?;
+    let (guess_text, guess_label) = table.guess_columns();
+    let pick = |given: Option<String>, guess: Option<usize>, what: &str| -> Result<usize, String> {
+        match given {
+            Some(c) => table.column(&c).map_err(|e| e.to_string()),
+            None => guess.ok_or_else(|| {
+                format!(
+                    "{name}: could not tell which column holds the {what}; name it with --{what}-col (columns: {})",
+                    table.headers.join(", ")
+                )
+            }),
+        }
+    };
+    let (t, l) = (
+        pick(text_col, guess_text, "text")?,
+        pick(label_col, guess_label, "label")?,
+    );
+    let data = table.dataset(t, l).map_err(|e| e.to_string())?;
+    for w in &data.warnings {
+        eprintln!("webformer: {w}");
+    }
+    eprintln!(
+        "webformer: {} texts from column {:?}, labels from {:?}: {}",
+        data.texts.len(),
+        table.headers[t],
+        table.headers[l],
+        data.label_names
+            .iter()
+            .zip(data.class_counts())
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let embeddings = embed_all(be, p, &data.texts)?;
+    let trained = block_on_ready(train_head(
+        be,
+        &embeddings,
+        &data.labels,
+        &data.label_names,
+        config,
+        |r| {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            true
+        },
+    ))
+    .map_err(|e| e.to_string())?;
+    let meta = HeadMeta {
+        labels: data.label_names.clone(),
+        encoder: args.model.display().to_string(),
+        input: embeddings[0].len(),
+        hidden: config.hidden,
+        pooling: "mean".into(),
+        metrics: Some(trained.metrics.clone()),
+        config: Some(*config),
+    };
+    let weights = trained.head.to_host(be).map_err(|e| e.to_string())?;
+    let bytes = head_to_safetensors(&weights, &meta).map_err(|e| e.to_string())?;
+    std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    let json_path = out.with_extension("json");
+    let json = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?;
+    std::fs::write(&json_path, json).map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let m = &trained.metrics;
+    print(
+        json!({
+            "done": true,
+            "epochs": trained.history.len(),
+            "best_epoch": trained.best_epoch,
+            "stopped_early": trained.stopped_early,
+            "labels": data.label_names,
+            "val_accuracy": m.accuracy,
+            "macro_f1": m.macro_f1,
+            "confusion": m.confusion,
+            "per_class": m.per_class,
+            "skipped_rows": data.skipped_empty + data.skipped_ragged,
+            "out": out.display().to_string(),
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// `text --head`: the encoder's embeddings through a trained head.
+fn classify_with_head<B: Backend>(
+    be: &B,
+    p: &Pipeline<B>,
+    args: &ModelArgs,
+    head_path: &Path,
+    texts: &[String],
+) -> Result<(), String> {
+    let (weights, meta) = head_from_safetensors(&head_path.display().to_string(), &read(head_path)?)
+        .map_err(|e| e.to_string())?;
+    if meta.pooling != "mean" {
+        return Err(format!(
+            "{}: pooling {:?} is not supported",
+            head_path.display(),
+            meta.pooling
+        ));
+    }
+    let width = p.model.config.hidden_size();
+    if width != meta.input {
+        return Err(format!(
+            "{}: the head takes {}-wide embeddings (trained on {}), but {} gives {width}",
+            head_path.display(),
+            meta.input,
+            meta.encoder,
+            args.model.display()
+        ));
+    }
+    let head = Head::from_host(be, meta.head_config(), &weights).map_err(|e| e.to_string())?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let preds = p.run_texts(be, &refs, want(args)).map_err(|e| e.to_string())?;
+    let embeddings: Vec<Vec<f32>> = preds.iter().map(|t| t.prediction.embedding.clone()).collect();
+    let logits = classify_embeddings(be, &head, &embeddings).map_err(|e| e.to_string())?;
+    for (t, l) in preds.into_iter().zip(logits) {
+        let probs = softmax(&l);
+        let best = probs
+            .iter()
+            .enumerate()
+            .fold(0, |b, (j, &v)| if v > probs[b] { j } else { b });
+        let mut m = Map::new();
+        m.insert("token_ids".into(), json!(t.token_ids));
+        m.insert("logits".into(), json!(l));
+        m.insert("probs".into(), json!(probs));
+        m.insert("label".into(), json!(meta.labels[best]));
+        if let Some(a) = t.prediction.attentions {
+            m.insert("attentions".into(), json!(a));
+        }
+        print(m);
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

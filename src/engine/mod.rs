@@ -2,6 +2,8 @@
 //!
 //! files → [`config`] + [`checkpoint`] + [`tokenize`] / `image` → [`models`] (embeddings and
 //! heads) around the shared [`encoder`], on a [`backend`] → [`model::Prediction`].
+//! Learning: CSV → [`dataset`] → embeddings → [`finetune`] (the loop) over [`train`] (the
+//! head and its AdamW step).
 
 pub mod backend;
 pub mod checkpoint;
@@ -9,6 +11,7 @@ pub mod config;
 pub mod dataset;
 pub mod encoder;
 pub mod error;
+pub mod finetune;
 pub mod image;
 pub mod model;
 pub mod models;
