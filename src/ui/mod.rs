@@ -2,6 +2,7 @@
 //! the worker client is handed down as a prop.
 
 mod about;
+mod debug;
 mod finetune;
 mod images;
 mod model_files;
@@ -65,6 +66,9 @@ pub fn App() -> impl IntoView {
     let body = match client {
         Err(message) => view! { <p class="error" role="alert" data-testid="error">{message}</p> }.into_any(),
         Ok(client) => {
+            if debug::enabled() {
+                debug::install(client.clone());
+            }
             let panels = {
                 let client = client.clone();
                 move || match area.get() {

@@ -28,9 +28,7 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
         }
     });
     // `?debug` offers a button that destroys the GPU device, to see the CPU take over.
-    let debug = web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .is_some_and(|s| s.trim_start_matches('?').split('&').any(|kv| kv == "debug"));
+    let debug = super::debug::enabled();
     let (lose_note, set_lose_note) = signal(String::new());
     let lose_gpu = move |_| {
         let client = client2.clone();

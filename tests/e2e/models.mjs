@@ -67,3 +67,31 @@ export async function waitForBackend(page, kind) {
   );
   return page.getByTestId('backend-status').textContent();
 }
+
+/** Largest |Δ| between the worker's attention maps ([layer][head][query][key]) and PyTorch's. */
+export function worstAttentionDiff(name, texts, results) {
+  const golden = readSafetensors(join(FIXTURES, name, 'golden.safetensors'));
+  const meta = JSON.parse(readFileSync(join(FIXTURES, name, 'golden.json'), 'utf8'));
+  let worst = 0;
+  let compared = 0;
+  texts.forEach((text, i) => {
+    const g = golden[`${meta.texts.indexOf(text)}.attentions`];
+    const [layers, heads, seq] = g.shape;
+    const a = results[i].attentions;
+    assert.equal(a.length, layers);
+    for (let l = 0; l < layers; l++) {
+      assert.equal(a[l].length, heads);
+      for (let h = 0; h < heads; h++) {
+        assert.equal(a[l][h].length, seq, `tokens of ${JSON.stringify(text)}`);
+        for (let q = 0; q < seq; q++) {
+          for (let k = 0; k < seq; k++) {
+            worst = Math.max(worst, Math.abs(a[l][h][q][k] - g.data[((l * heads + h) * seq + q) * seq + k]));
+            compared++;
+          }
+        }
+      }
+    }
+  });
+  assert.ok(compared > 0);
+  return worst;
+}

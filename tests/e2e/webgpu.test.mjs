@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from './server.mjs';
 import { launch, open } from './browser.mjs';
-import { classify, goldenTexts, loadFixture, waitForBackend, worstProbDiff } from './models.mjs';
+import { classify, goldenTexts, loadFixture, waitForBackend, worstAttentionDiff, worstProbDiff } from './models.mjs';
 
 const DIST = process.env.WEBFORMER_DIST ?? 'dist';
 /** The issue's GPU tolerance (SwiftShader is a different f32 implementation than ours). */
@@ -21,11 +21,11 @@ after(async () => {
 });
 
 for (const name of ['bert-uncased-cls', 'distilbert-cls']) {
-  test(`${name} on WebGPU (SwiftShader): probabilities within ${GPU_TOL} of PyTorch's`, async () => {
+  test(`${name} on WebGPU (SwiftShader): probabilities and attention maps within ${GPU_TOL} of PyTorch's`, async () => {
     const texts = goldenTexts(name);
     const browser = await launch({ webgpu: true });
     try {
-      const { page, problems } = await open(browser.context, server.url);
+      const { page, problems } = await open(browser.context, `${server.url}?debug`);
       assert.match(await waitForBackend(page, 'webgpu'), /^WebGPU: .*swiftshader/i);
       // The load reports its stages; on the GPU one of them is the kernels' warm-up.
       await page.evaluate(() => {
@@ -39,8 +39,13 @@ for (const name of ['bert-uncased-cls', 'distilbert-cls']) {
       const stages = await page.evaluate(() => window.__stages);
       assert.ok(stages.includes('compiling GPU kernels'), `load stages seen: ${stages}`);
       const worst = worstProbDiff(name, texts, await classify(page, texts));
-      console.log(`# ${name} on WebGPU (SwiftShader): max |Δprob| vs PyTorch ${worst.toExponential(2)}`);
+      // Every attention map, through the ?debug handle on the worker.
+      const full = JSON.parse(await page.evaluate((t) => window.webformer.classify(t), texts));
+      const worstAttn = worstAttentionDiff(name, texts, full.results);
+      console.log(`# ${name} on WebGPU (SwiftShader): max |Δprob| ${worst.toExponential(2)}, ` +
+        `max |Δattention| ${worstAttn.toExponential(2)} vs PyTorch`);
       assert.ok(worst <= GPU_TOL, `probabilities differ by ${worst}`);
+      assert.ok(worstAttn <= GPU_TOL, `attentions differ by ${worstAttn}`);
       assert.deepEqual(problems, []);
     } finally {
       await browser.close();

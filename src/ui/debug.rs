@@ -1,0 +1,47 @@
+//! `?debug`: a handle on the worker for troubleshooting from the devtools console (and for the
+//! browser tests): `await webformer.classify(["text", …])` answers with the worker's full JSON
+//! result, attention maps included.
+
+use wasm_bindgen::prelude::*;
+
+use super::worker_client::WorkerClient;
+use crate::protocol::{Request, Response};
+
+/// Whether the URL asks for the debug tools.
+pub fn enabled() -> bool {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .is_some_and(|s| s.trim_start_matches('?').split('&').any(|kv| kv == "debug"))
+}
+
+/// Installs `window.webformer.classify(texts)`.
+pub fn install(client: WorkerClient) {
+    let classify = Closure::<dyn Fn(JsValue) -> js_sys::Promise>::new(move |texts: JsValue| {
+        let client = client.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let texts: Vec<String> = js_sys::Array::from(&texts)
+                .iter()
+                .filter_map(|t| t.as_string())
+                .collect();
+            match client
+                .call(Request::ClassifyText {
+                    texts,
+                    attentions: true,
+                })
+                .await
+            {
+                Ok(r @ Response::TextResults { .. }) => {
+                    Ok(JsValue::from_str(&serde_json::to_string(&r).unwrap_or_default()))
+                }
+                Ok(other) => Err(JsValue::from_str(&format!("unexpected answer: {other:?}"))),
+                Err(message) => Err(JsValue::from_str(&message)),
+            }
+        })
+    });
+    let api = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&api, &"classify".into(), classify.as_ref());
+    classify.forget();
+    if let Some(w) = web_sys::window() {
+        let _ = js_sys::Reflect::set(&w, &"webformer".into(), &api);
+    }
+}
