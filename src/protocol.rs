@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::finetune::{EpochReport, Metrics, TrainConfig};
 use crate::engine::tokenize::Token;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,6 +60,22 @@ pub enum Request {
     LoadModel { source: String, names: Vec<String> },
     /// Classifies each text with the loaded model.
     ClassifyText { texts: Vec<String>, attentions: bool },
+    /// Reads a dropped CSV (its contents travel as the one buffer): columns, guesses, preview.
+    InspectCsv { name: String },
+    /// Embeds the inspected CSV's texts with the loaded model (cached per model, file and
+    /// column) and trains a head on them; progress per batch and per epoch.
+    Train {
+        text_col: usize,
+        label_col: usize,
+        config: TrainConfig,
+    },
+    /// Stops the running embedding or training; the best head so far is kept. Handled at
+    /// once, not queued behind the work it cancels.
+    CancelTraining,
+    /// The trained head as `head.safetensors` bytes and its JSON.
+    ExportHead,
+    /// Installs a head exported before (its file travels as the one buffer).
+    ImportHead { name: String },
     /// Destroys the GPU device as a driver reset would, to show (and test) that the
     /// work moves to the CPU with nothing lost. Offered on the page with `?debug`.
     SimulateGpuLoss,
@@ -84,6 +101,13 @@ pub enum Response {
     },
     /// The request was carried out and has nothing to return.
     Done,
+    CsvInfo(CsvInfo),
+    Trained(Box<TrainSummary>),
+    HeadFile {
+        safetensors: Vec<u8>,
+        json: String,
+    },
+    HeadLoaded(HeadInfo),
     /// Long work under way: sent with the request's `id`, any number of times before the
     /// one final answer.
     Progress(Progress),
@@ -114,6 +138,59 @@ pub struct Progress {
     pub stage: String,
     pub done: u64,
     pub total: u64,
+    /// During training: the epoch just finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<EpochReport>,
+}
+
+/// A dropped CSV as the page shows it before training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CsvInfo {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: usize,
+    pub delimiter: String,
+    pub has_header: bool,
+    pub text_col: Option<usize>,
+    pub label_col: Option<usize>,
+    /// The first rows' cells.
+    pub preview: Vec<Vec<String>>,
+}
+
+/// A finished (or cancelled) training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub labels: Vec<String>,
+    pub class_counts: Vec<usize>,
+    pub skipped_rows: usize,
+    pub warnings: Vec<String>,
+    pub history: Vec<EpochReport>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub cancelled: bool,
+    pub metrics: Metrics,
+    /// Whether the embeddings came from the cache (same model, file and column).
+    pub cached_embeddings: bool,
+    /// The head now installed.
+    pub head: HeadInfo,
+}
+
+/// The installed head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeadInfo {
+    pub labels: Vec<String>,
+    pub encoder: String,
+    pub input: usize,
+    pub hidden: Option<usize>,
+    pub metrics: Option<Metrics>,
+}
+
+/// A trained head's answer for one text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeadResult {
+    pub label: String,
+    pub labels: Vec<String>,
+    pub probs: Vec<f32>,
 }
 
 impl Progress {
@@ -122,6 +199,7 @@ impl Progress {
             stage: stage.to_string(),
             done,
             total,
+            epoch: None,
         }
     }
 }
@@ -131,8 +209,13 @@ impl Progress {
 pub struct TextResult {
     pub text: String,
     pub tokens: Vec<Token>,
+    /// The model's own classifier, or the trained head where the model has none.
     pub label: String,
+    /// Class names of `probs`.
+    pub labels: Vec<String>,
     pub probs: Vec<f32>,
+    /// The trained head's answer, where there is a head and the model has its own classifier.
+    pub head: Option<HeadResult>,
     /// `[layer][head][query][key]`, when asked for.
     pub attentions: Option<Vec<Vec<Vec<Vec<f32>>>>>,
 }

@@ -5,10 +5,10 @@
 
 use webformer::engine::backend::webgpu::WgpuBackend;
 use webformer::protocol::{BackendKind, Request, Response, TextResult};
-use webformer::service::Service;
+use webformer::service::{Ctx, Service};
 
 fn handle(service: &mut Service, request: Request, files: Vec<Vec<u8>>) -> Response {
-    pollster::block_on(service.handle(request, files, &|_| {}))
+    pollster::block_on(service.handle(request, files, &Ctx::quiet()))
 }
 
 fn gpu() -> Option<WgpuBackend> {

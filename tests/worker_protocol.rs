@@ -1,11 +1,11 @@
 //! The page/worker protocol and the service behind it, as the worker runs them.
 
 use webformer::protocol::{BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, ToWorker};
-use webformer::service::Service;
+use webformer::service::{Ctx, Service};
 
 /// What the worker does with one request (no files, progress ignored).
 fn handle(service: &mut Service, request: Request) -> Response {
-    pollster::block_on(service.handle(request, Vec::new(), &|_| {}))
+    pollster::block_on(service.handle(request, Vec::new(), &Ctx::quiet()))
 }
 
 fn demo_json() -> String {

@@ -164,6 +164,23 @@ impl<B: Backend> Head<B> {
             .collect()
     }
 
+    /// [`Head::to_host`] with a read-back that does not block (the browser's WebGPU).
+    pub async fn to_host_async(&self, be: &B) -> Result<Vec<HostTensor>> {
+        let refs: Vec<&B::Tensor> = self.params.iter().collect();
+        let data = be.download_all_async(&refs).await?;
+        Ok(self
+            .config
+            .params()
+            .into_iter()
+            .zip(data)
+            .map(|((name, shape), data)| HostTensor {
+                name: name.to_string(),
+                shape,
+                data,
+            })
+            .collect())
+    }
+
     pub fn config(&self) -> HeadConfig {
         self.config
     }

@@ -12,7 +12,7 @@ pub mod worker_client;
 
 use leptos::prelude::*;
 
-use crate::protocol::BackendChoice;
+use crate::protocol::{BackendChoice, HeadInfo, ModelInfo};
 use worker_client::WorkerClient;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,14 +69,21 @@ pub fn App() -> impl IntoView {
             if debug::enabled() {
                 debug::install(client.clone());
             }
-            let panels = {
-                let client = client.clone();
-                move || match area.get() {
-                    Area::Text => view! { <text::TextPanel client=client.clone() /> }.into_any(),
-                    Area::Images => view! { <images::ImagePanel /> }.into_any(),
-                    Area::FineTune => view! { <finetune::FineTunePanel /> }.into_any(),
-                    Area::About => view! { <about::AboutPanel /> }.into_any(),
-                }
+            // Shared by the panels: the loaded model and the trained head (both live in the worker).
+            let (model, set_model) = signal(None::<ModelInfo>);
+            let (head, set_head) = signal(None::<HeadInfo>);
+            finetune::restore_head(client.clone(), set_head);
+            // Every panel stays mounted (hidden when not shown): switching tabs loses nothing.
+            let shown = move |a: Area| area.get() != a;
+            let panels = view! {
+                <div hidden=move || shown(Area::Text)>
+                    <text::TextPanel client=client.clone() model=model set_model=set_model head=head />
+                </div>
+                <div hidden=move || shown(Area::Images)><images::ImagePanel /></div>
+                <div hidden=move || shown(Area::FineTune)>
+                    <finetune::FineTunePanel client=client.clone() model=model head=head set_head=set_head />
+                </div>
+                <div hidden=move || shown(Area::About)><about::AboutPanel /></div>
             };
             view! {
                 <status::BackendStatus client=client choice=backend_from_url() />

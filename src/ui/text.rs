@@ -5,7 +5,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::worker_client::WorkerClient;
 use crate::engine::tokenize::Token;
-use crate::protocol::{ModelInfo, Request, Response, TextResult};
+use crate::protocol::{HeadInfo, HeadResult, ModelInfo, Request, Response, TextResult};
 
 const DEMO_TOKENIZER: &str = "./demo/tokenizer.json";
 
@@ -32,14 +32,36 @@ async fn read_file_text(file: &web_sys::File) -> Result<String, String> {
         .ok_or_else(|| format!("{} is not text", file.name()))
 }
 
-/// Text classification. Today: the tokenizer, run in the worker, on whatever is typed.
+/// One probability bar per class.
+fn bars(labels: &[String], probs: &[f32]) -> impl IntoView {
+    labels
+        .iter()
+        .zip(probs)
+        .map(|(name, p)| {
+            let pct = format!("{:.1}%", p * 100.0);
+            view! {
+                <div class="bar">
+                    <span class="bar-label">{name.clone()}</span>
+                    <span class="bar-track"><span class="bar-fill" style:width=pct.clone()></span></span>
+                    <span class="bar-value">{pct}</span>
+                </div>
+            }
+        })
+        .collect_view()
+}
+
+/// Text classification: a model (and a trained head, if any) on typed lines; live tokens.
 #[component]
-pub fn TextPanel(client: WorkerClient) -> impl IntoView {
+pub fn TextPanel(
+    client: WorkerClient,
+    model: ReadSignal<Option<ModelInfo>>,
+    set_model: WriteSignal<Option<ModelInfo>>,
+    head: ReadSignal<Option<HeadInfo>>,
+) -> impl IntoView {
     let (tokenizer, set_tokenizer) = signal(None::<String>);
     let (error, set_error) = signal(None::<String>);
     let (text, set_text) = signal(String::new());
     let (tokens, set_tokens) = signal(Vec::<Token>::new());
-    let (model, set_model) = signal(None::<ModelInfo>);
     let (results, set_results) = signal(Vec::<TextResult>::new());
     let (classifying, set_classifying) = signal(false);
     // Finished classify requests: tests (and screen readers' live region) see a new answer.
@@ -204,36 +226,35 @@ pub fn TextPanel(client: WorkerClient) -> impl IntoView {
                 prop:value=text
             ></textarea>
             {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
-            <button data-testid="classify-text" on:click=classify disabled=move || model.get().is_none()>
+            <button
+                data-testid="classify-text"
+                on:click=classify
+                disabled=move || model.get().is_none_or(|m| m.labels.is_empty() && head.get().is_none())
+            >
                 {move || if classifying.get() { "Classifying…" } else { "Classify" }}
             </button>
             {move || classify_error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
             <ul class="results" data-testid="text-results" data-runs=move || runs.get().to_string()>
                 {move || {
-                    let labels = model.get().map(|m| m.labels).unwrap_or_default();
                     results
                         .get()
                         .into_iter()
                         .map(|r| {
                             let probs_json = serde_json::to_string(&r.probs).unwrap_or_default();
-                            let bars = labels
-                                .iter()
-                                .zip(&r.probs)
-                                .map(|(name, p)| {
-                                    let pct = format!("{:.1}%", p * 100.0);
-                                    view! {
-                                        <div class="bar">
-                                            <span class="bar-label">{name.clone()}</span>
-                                            <span class="bar-track"><span class="bar-fill" style:width=pct.clone()></span></span>
-                                            <span class="bar-value">{pct}</span>
-                                        </div>
-                                    }
-                                })
-                                .collect_view();
+                            let head = r.head.clone().map(|h: HeadResult| {
+                                let probs = serde_json::to_string(&h.probs).unwrap_or_default();
+                                view! {
+                                    <div class="head-result" data-testid="head-result" data-label=h.label.clone() data-probs=probs>
+                                        <p>"Your trained head: "<strong>{h.label.clone()}</strong></p>
+                                        {bars(&h.labels, &h.probs)}
+                                    </div>
+                                }
+                            });
                             view! {
                                 <li data-testid="text-result" data-label=r.label.clone() data-probs=probs_json>
                                     <p class="result-text">{r.text.clone()}" → "<strong>{r.label.clone()}</strong></p>
-                                    {bars}
+                                    {bars(&r.labels, &r.probs)}
+                                    {head}
                                 </li>
                             }
                         })

@@ -3,6 +3,11 @@
 
 mod probe;
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use wasm_bindgen::prelude::*;
@@ -11,7 +16,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::engine::backend::webgpu::WgpuBackend;
 use crate::protocol::{BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, ToWorker};
-use crate::service::Service;
+use crate::service::{Ctx, Service};
 
 /// Installs the message handler, then tells the page it is ready: messages posted before
 /// the handler exists would be lost, so the page holds them until it hears this.
@@ -23,8 +28,16 @@ pub fn run() {
     console_error_panic_hook::set_once();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let (queue, mut requests) = mpsc::unbounded::<(JsValue,)>();
+    let cancel = Rc::new(Cell::new(false));
 
+    let flag = cancel.clone();
     let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        // A cancel cannot wait behind the work it cancels: it is answered here, at once.
+        if let Some(id) = cancel_request(&ev.data()) {
+            flag.set(true);
+            post(id, Response::Done);
+            return;
+        }
         let _ = queue.unbounded_send((ev.data(),));
     });
     scope.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
@@ -33,7 +46,8 @@ pub fn run() {
     wasm_bindgen_futures::spawn_local(async move {
         let mut service = Service::new();
         while let Some((data,)) = requests.next().await {
-            handle(&mut service, &data).await;
+            cancel.set(false);
+            handle(&mut service, &data, &cancel).await;
             if let Some(info) = service.take_backend_change() {
                 post(0, Response::Backend(info));
             }
@@ -47,7 +61,31 @@ pub fn run() {
     );
 }
 
-async fn handle(service: &mut Service, data: &JsValue) {
+/// The id of a `CancelTraining` request, if this message is one.
+fn cancel_request(data: &JsValue) -> Option<u64> {
+    let text = data.as_string()?;
+    if !text.contains("cancel_training") {
+        return None;
+    }
+    let msg = ToWorker::from_json(&text).ok()?;
+    matches!(msg.request, Request::CancelTraining).then_some(msg.id)
+}
+
+/// Lets the browser run its event loop (and deliver a cancel) before going on.
+fn pause() -> Pin<Box<dyn Future<Output = ()>>> {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let global = js_sys::global();
+        if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
+            let set_timeout: js_sys::Function = set_timeout.unchecked_into();
+            let _ = set_timeout.call2(&global, &resolve, &JsValue::from(0));
+        }
+    });
+    Box::pin(async move {
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    })
+}
+
+async fn handle(service: &mut Service, data: &JsValue, cancel: &Rc<Cell<bool>>) {
     let Some((text, files)) = unpack(data) else {
         post(
             0,
@@ -69,7 +107,13 @@ async fn handle(service: &mut Service, data: &JsValue) {
         Request::ProbeBackend { choice } => choose_backend(service, choice).await,
         request => {
             let progress = move |p| post(id, Response::Progress(p));
-            service.handle(request, files, &progress).await
+            let cancelled = || cancel.get();
+            let ctx = Ctx {
+                progress: &progress,
+                cancelled: &cancelled,
+                pause: &pause,
+            };
+            service.handle(request, files, &ctx).await
         }
     };
     post(id, response);

@@ -5,15 +5,25 @@
 //! the CPU from the files it kept, runs the request again there and records the change
 //! for the page ([`Service::take_backend_change`]): the user's request is answered, not lost.
 
+mod finetune;
+mod jobs;
+
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::engine::backend::cpu::CpuBackend;
 #[cfg(feature = "webgpu")]
 use crate::engine::backend::webgpu::WgpuBackend;
 use crate::engine::backend::Backend;
+use crate::engine::dataset::CsvTable;
 use crate::engine::encoder::Want;
+use crate::engine::finetune::HeadMeta;
 use crate::engine::pipeline::Pipeline;
 use crate::engine::tokenize::TextTokenizer;
+use crate::engine::train::HostTensor;
 use crate::engine::EngineError;
-use crate::protocol::{BackendInfo, BackendKind, ModelInfo, Progress, Request, Response, TextResult};
+use crate::protocol::{BackendInfo, BackendKind, ModelInfo, Progress, Request, Response};
+use jobs::{ClassifyText, Job};
 
 #[derive(Default)]
 pub struct Service {
@@ -23,6 +33,32 @@ pub struct Service {
     gpu: Option<WgpuBackend>,
     model: Option<Loaded>,
     backend_change: Option<BackendInfo>,
+    /// The CSV the user dropped last (fine-tuning).
+    csv: Option<CsvTable>,
+    /// Embeddings of the last training's texts, keyed by model, file and column: training
+    /// again with other settings does not embed again.
+    embedded: Option<(String, Vec<Vec<f32>>)>,
+    /// The head the user trained or imported, used next to (or instead of) the model's own.
+    head: Option<(Vec<HostTensor>, HeadMeta)>,
+}
+
+/// What the worker shell gives a request besides its data: where progress goes, whether the
+/// user cancelled, and a way to let the browser run (and deliver a cancel) between batches.
+pub struct Ctx<'a> {
+    pub progress: &'a dyn Fn(Progress),
+    pub cancelled: &'a dyn Fn() -> bool,
+    pub pause: &'a dyn Fn() -> Pin<Box<dyn Future<Output = ()>>>,
+}
+
+impl Ctx<'static> {
+    /// No progress, never cancelled, no pauses: native callers and tests.
+    pub fn quiet() -> Self {
+        Ctx {
+            progress: &|_| {},
+            cancelled: &|| false,
+            pause: &|| Box::pin(std::future::ready(())),
+        }
+    }
 }
 
 struct Loaded {
@@ -71,17 +107,21 @@ impl Service {
         self.backend_change.take()
     }
 
-    /// Handles one request. `files` are the buffers that came with it (only `LoadModel`
-    /// has any); `progress` hears about long work.
-    pub async fn handle(
-        &mut self,
-        request: Request,
-        files: Vec<Vec<u8>>,
-        progress: &dyn Fn(Progress),
-    ) -> Response {
+    /// Handles one request. `files` are the buffers that came with it (`LoadModel`,
+    /// `InspectCsv`, `ImportHead`).
+    pub async fn handle(&mut self, request: Request, files: Vec<Vec<u8>>, ctx: &Ctx<'_>) -> Response {
         match request {
-            Request::LoadModel { source, names } => self.load_model(source, names, files, progress).await,
+            Request::LoadModel { source, names } => self.load_model(source, names, files, ctx.progress).await,
             Request::ClassifyText { texts, attentions } => self.classify_text(texts, attentions).await,
+            Request::InspectCsv { name } => self.inspect_csv(name, files),
+            Request::Train {
+                text_col,
+                label_col,
+                config,
+            } => self.train(text_col, label_col, config, ctx).await,
+            Request::CancelTraining => Response::Done,
+            Request::ExportHead => self.export_head(),
+            Request::ImportHead { name } => self.import_head(name, files),
             Request::Ping => Response::Pong {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
@@ -224,25 +264,31 @@ impl Service {
             attentions,
             hidden_states: false,
         };
-        self.run(ClassifyText { texts, want }).await
+        let results = match self.run(ClassifyText { texts, want }).await {
+            Ok(r) => r,
+            Err(e) => return error(e),
+        };
+        self.with_head(results)
     }
 
     /// Runs a job on the loaded model, on the GPU or the CPU; a GPU failure moves the model
     /// to the CPU and runs the job again there.
-    async fn run(&mut self, job: impl Job) -> Response {
+    async fn run<J: Job>(&mut self, job: J) -> Result<J::Output, EngineError> {
         let Some(model) = &self.model else {
-            return error("no model is loaded yet");
+            return Err(EngineError::Input("no model is loaded yet".into()));
         };
         let failed = match &model.engine {
-            Engine::Cpu(p) => return into_response(job.run(p, &self.cpu).await),
+            Engine::Cpu(p) => return job.run(p, &self.cpu).await,
             #[cfg(feature = "webgpu")]
             Engine::Gpu(p) => {
                 let Some(gpu) = &self.gpu else {
-                    return error("internal error: a GPU model without a GPU");
+                    return Err(EngineError::Input(
+                        "internal error: a GPU model without a GPU".into(),
+                    ));
                 };
                 match job.run(p, gpu).await {
                     Err(e) if gpu.failure().is_some() => e,
-                    other => return into_response(other),
+                    other => return other,
                 }
             }
         };
@@ -250,21 +296,21 @@ impl Service {
     }
 
     #[cfg(feature = "webgpu")]
-    async fn retry_on_cpu(&mut self, job: impl Job, failed: EngineError) -> Response {
+    async fn retry_on_cpu<J: Job>(&mut self, job: J, failed: EngineError) -> Result<J::Output, EngineError> {
         if let Err(e) = self.rebuild_on_cpu() {
-            return error(format!(
+            return Err(EngineError::Input(format!(
                 "the GPU failed ({failed}) and the CPU could not take over: {e}"
-            ));
+            )));
         }
         match self.model.as_ref().map(|m| &m.engine) {
-            Some(Engine::Cpu(p)) => into_response(job.run(p, &self.cpu).await),
-            _ => error(failed),
+            Some(Engine::Cpu(p)) => job.run(p, &self.cpu).await,
+            _ => Err(failed),
         }
     }
 
     #[cfg(not(feature = "webgpu"))]
-    async fn retry_on_cpu(&mut self, _job: impl Job, failed: EngineError) -> Response {
-        error(failed)
+    async fn retry_on_cpu<J: Job>(&mut self, _job: J, failed: EngineError) -> Result<J::Output, EngineError> {
+        Err(failed)
     }
 
     fn simulate_gpu_loss(&mut self) -> Response {
@@ -296,46 +342,4 @@ impl Engine {
 struct PipelineInfo<'a> {
     config: &'a crate::engine::config::ModelConfig,
     heads: usize,
-}
-
-fn into_response(r: Result<Response, EngineError>) -> Response {
-    r.unwrap_or_else(error)
-}
-
-/// Work on a loaded model, written once for every backend.
-trait Job {
-    async fn run<B: Backend>(&self, p: &Pipeline<B>, be: &B) -> Result<Response, EngineError>;
-}
-
-struct ClassifyText {
-    texts: Vec<String>,
-    want: Want,
-}
-
-impl Job for ClassifyText {
-    async fn run<B: Backend>(&self, p: &Pipeline<B>, be: &B) -> Result<Response, EngineError> {
-        if !p.model.config.architecture.has_classifier() {
-            return Err(EngineError::Input(
-                "this model is an encoder without a classifier; train a head for it first".into(),
-            ));
-        }
-        let tok = p.tokenizer()?;
-        let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
-        let preds = p.run_texts_async(be, &refs, self.want).await?;
-        let results = self
-            .texts
-            .iter()
-            .zip(preds)
-            .map(|(text, r)| {
-                Ok(TextResult {
-                    text: text.clone(),
-                    tokens: tok.encode(text)?,
-                    label: r.prediction.label.unwrap_or_default(),
-                    probs: r.prediction.probs.unwrap_or_default(),
-                    attentions: r.prediction.attentions,
-                })
-            })
-            .collect::<Result<_, EngineError>>()?;
-        Ok(Response::TextResults { results })
-    }
 }

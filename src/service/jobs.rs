@@ -1,0 +1,128 @@
+//! Work on a loaded model, written once for every backend; [`super::Service::run`] picks the
+//! backend and moves to the CPU if the GPU fails.
+
+use super::Ctx;
+use crate::engine::backend::TrainOps;
+use crate::engine::encoder::Want;
+use crate::engine::finetune::{train_head, EpochReport, Metrics, TrainConfig};
+use crate::engine::pipeline::Pipeline;
+use crate::engine::train::HostTensor;
+use crate::engine::EngineError;
+use crate::protocol::{Progress, TextResult};
+
+pub(super) trait Job {
+    type Output;
+    async fn run<B: TrainOps>(&self, p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError>;
+}
+
+pub(super) struct ClassifyText {
+    pub texts: Vec<String>,
+    pub want: Want,
+}
+
+impl Job for ClassifyText {
+    /// Each text's result (label and probabilities empty for an encoder without a
+    /// classifier) and its embedding, for a trained head.
+    type Output = Vec<(TextResult, Vec<f32>)>;
+
+    async fn run<B: TrainOps>(&self, p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError> {
+        let tok = p.tokenizer()?;
+        let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
+        let preds = p.run_texts_async(be, &refs, self.want).await?;
+        let labels = p.model.config.labels.clone();
+        self.texts
+            .iter()
+            .zip(preds)
+            .map(|(text, r)| {
+                let pr = r.prediction;
+                let result = TextResult {
+                    text: text.clone(),
+                    tokens: tok.encode(text)?,
+                    label: pr.label.unwrap_or_default(),
+                    labels: if pr.probs.is_some() {
+                        labels.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    probs: pr.probs.unwrap_or_default(),
+                    attentions: pr.attentions,
+                    head: None,
+                };
+                Ok((result, pr.embedding))
+            })
+            .collect()
+    }
+}
+
+/// Mean-pooled embeddings of many texts, in batches, with progress; the browser gets a
+/// chance to deliver a cancel between batches.
+pub(super) struct EmbedTexts<'a> {
+    pub texts: &'a [String],
+    pub ctx: &'a Ctx<'a>,
+}
+
+const EMBED_BATCH: usize = 16;
+
+impl Job for EmbedTexts<'_> {
+    type Output = Vec<Vec<f32>>;
+
+    async fn run<B: TrainOps>(&self, p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError> {
+        let total = self.texts.len() as u64;
+        let mut out = Vec::with_capacity(self.texts.len());
+        (self.ctx.progress)(Progress::stage("embedding", 0, total));
+        for chunk in self.texts.chunks(EMBED_BATCH) {
+            if (self.ctx.cancelled)() {
+                return Err(EngineError::Input("cancelled".into()));
+            }
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let preds = p.run_texts_async(be, &refs, Want::default()).await?;
+            out.extend(preds.into_iter().map(|t| t.prediction.embedding));
+            (self.ctx.progress)(Progress::stage("embedding", out.len() as u64, total));
+            (self.ctx.pause)().await;
+        }
+        Ok(out)
+    }
+}
+
+/// A head trained on the model's backend; the result comes back to the host.
+pub(super) struct TrainHead<'a> {
+    pub embeddings: &'a [Vec<f32>],
+    pub labels: &'a [u32],
+    pub names: &'a [String],
+    pub config: TrainConfig,
+    pub ctx: &'a Ctx<'a>,
+}
+
+pub(super) struct TrainedHost {
+    pub weights: Vec<HostTensor>,
+    pub history: Vec<EpochReport>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub cancelled: bool,
+    pub metrics: Metrics,
+}
+
+impl Job for TrainHead<'_> {
+    type Output = TrainedHost;
+
+    async fn run<B: TrainOps>(&self, _p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError> {
+        let epochs = self.config.epochs as u64;
+        let mut cancelled = false;
+        let t = train_head(be, self.embeddings, self.labels, self.names, &self.config, |r| {
+            let mut p = Progress::stage("training", r.epoch as u64, epochs);
+            p.epoch = Some(r.clone());
+            (self.ctx.progress)(p);
+            cancelled = (self.ctx.cancelled)();
+            !cancelled
+        })
+        .await?;
+        Ok(TrainedHost {
+            weights: t.head.to_host_async(be).await?,
+            history: t.history,
+            best_epoch: t.best_epoch,
+            stopped_early: t.stopped_early,
+            cancelled,
+            metrics: t.metrics,
+        })
+    }
+}
