@@ -117,3 +117,29 @@ test('drop a CSV, train, see curves and confusion matrix, export, reload, import
     await other.close();
   }
 });
+
+test('training runs on WebGPU when the browser has it (SwiftShader) and learns the same', async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, problems } = await open(browser.context, server.url);
+    assert.match(await loadFixture(page, 'bert-encoder'), /on WebGPU/);
+    await page.getByTestId('tab-finetune').click();
+    await page.getByTestId('finetune-model').filter({ hasText: 'on WebGPU' }).waitFor();
+    await page.getByTestId('csv-input').setInputFiles({ name: 'reviews.csv', mimeType: 'text/csv', buffer: wordCsv() });
+    await page.getByTestId('csv-summary').waitFor();
+    await page.locator('details.advanced summary').click();
+    await setNumber(page, 'Epochs', 30);
+    await setNumber(page, 'Learning rate', 0.01);
+    await page.getByTestId('train-start').click();
+    const metrics = page.getByTestId('train-metrics');
+    await metrics.waitFor({ timeout: 180_000 });
+    assert.equal(Number(await metrics.getAttribute('data-val-accuracy')), 1);
+    assert.deepEqual(JSON.parse(await page.getByTestId('confusion-matrix').getAttribute('data-matrix')), [[6, 0], [0, 6]]);
+    await page.getByTestId('tab-text').click();
+    const results = await classify(page, TEXTS);
+    assert.deepEqual(results.map((r) => r.label), ['good', 'bad']);
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
