@@ -60,6 +60,8 @@ pub enum Request {
     LoadModel { source: String, names: Vec<String> },
     /// Classifies each text with the loaded model.
     ClassifyText { texts: Vec<String>, attentions: bool },
+    /// Classifies images; their file contents travel beside the message, in `names` order.
+    ClassifyImages { names: Vec<String>, attentions: bool },
     /// Reads a dropped CSV (its contents travel as the one buffer): columns, guesses, preview.
     InspectCsv { name: String },
     /// Embeds the inspected CSV's texts with the loaded model (cached per model, file and
@@ -101,6 +103,9 @@ pub enum Response {
     },
     /// The request was carried out and has nothing to return.
     Done,
+    ImageResults {
+        results: Vec<ImageResult>,
+    },
     CsvInfo(CsvInfo),
     Trained(Box<TrainSummary>),
     HeadFile {
@@ -183,6 +188,19 @@ pub struct HeadInfo {
     pub input: usize,
     pub hidden: Option<usize>,
     pub metrics: Option<Metrics>,
+}
+
+/// One image's classification, or why it could not be read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageResult {
+    pub name: String,
+    pub label: String,
+    pub labels: Vec<String>,
+    pub probs: Vec<f32>,
+    /// `[layer][head][query][key]` over the CLS token and the patches, when asked for.
+    pub attentions: Option<Vec<Vec<Vec<Vec<f32>>>>>,
+    /// Set (and the rest empty) when this file is not a usable image.
+    pub error: Option<String>,
 }
 
 /// A trained head's answer for one text.

@@ -8,7 +8,7 @@ use crate::engine::finetune::{train_head, EpochReport, Metrics, TrainConfig};
 use crate::engine::pipeline::Pipeline;
 use crate::engine::train::HostTensor;
 use crate::engine::EngineError;
-use crate::protocol::{Progress, TextResult};
+use crate::protocol::{ImageResult, Progress, TextResult};
 
 pub(super) trait Job {
     type Output;
@@ -51,6 +51,60 @@ impl Job for ClassifyText {
                 Ok((result, pr.embedding))
             })
             .collect()
+    }
+}
+
+pub(super) struct ClassifyImages {
+    pub images: Vec<(String, Vec<u8>)>,
+    pub want: Want,
+}
+
+impl Job for ClassifyImages {
+    type Output = Vec<ImageResult>;
+
+    /// One image at a time, so that a file that is not an image gets its own message and
+    /// the others their answers.
+    async fn run<B: TrainOps>(&self, p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError> {
+        if !p.model.config.architecture.is_vision() {
+            return Err(EngineError::Input(
+                "the loaded model takes text; load an image model (ViT) first".into(),
+            ));
+        }
+        let labels = p.model.config.labels.clone();
+        let mut out = Vec::with_capacity(self.images.len());
+        for image in &self.images {
+            let result = match p
+                .run_images_async(be, std::slice::from_ref(image), self.want)
+                .await
+            {
+                Ok(mut preds) => {
+                    let pr = preds.remove(0);
+                    ImageResult {
+                        name: image.0.clone(),
+                        label: pr.label.unwrap_or_default(),
+                        labels: if pr.probs.is_some() {
+                            labels.clone()
+                        } else {
+                            Vec::new()
+                        },
+                        probs: pr.probs.unwrap_or_default(),
+                        attentions: pr.attentions,
+                        error: None,
+                    }
+                }
+                Err(e @ EngineError::Image { .. }) => ImageResult {
+                    name: image.0.clone(),
+                    label: String::new(),
+                    labels: Vec::new(),
+                    probs: Vec::new(),
+                    attentions: None,
+                    error: Some(e.to_string()),
+                },
+                Err(e) => return Err(e),
+            };
+            out.push(result);
+        }
+        Ok(out)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::engine::tokenize::TextTokenizer;
 use crate::engine::train::HostTensor;
 use crate::engine::EngineError;
 use crate::protocol::{BackendInfo, BackendKind, ModelInfo, Progress, Request, Response};
-use jobs::{ClassifyText, Job};
+use jobs::{ClassifyImages, ClassifyText, Job};
 
 #[derive(Default)]
 pub struct Service {
@@ -113,6 +113,9 @@ impl Service {
         match request {
             Request::LoadModel { source, names } => self.load_model(source, names, files, ctx.progress).await,
             Request::ClassifyText { texts, attentions } => self.classify_text(texts, attentions).await,
+            Request::ClassifyImages { names, attentions } => {
+                self.classify_images(names, files, attentions).await
+            }
             Request::InspectCsv { name } => self.inspect_csv(name, files),
             Request::Train {
                 text_col,
@@ -269,6 +272,30 @@ impl Service {
             Err(e) => return error(e),
         };
         self.with_head(results)
+    }
+
+    async fn classify_images(
+        &mut self,
+        names: Vec<String>,
+        files: Vec<Vec<u8>>,
+        attentions: bool,
+    ) -> Response {
+        if names.len() != files.len() {
+            return error(format!(
+                "{} image names but {} contents arrived",
+                names.len(),
+                files.len()
+            ));
+        }
+        let want = Want {
+            attentions,
+            hidden_states: false,
+        };
+        let images = names.into_iter().zip(files).collect();
+        match self.run(ClassifyImages { images, want }).await {
+            Ok(results) => Response::ImageResults { results },
+            Err(e) => error(e),
+        }
     }
 
     /// Runs a job on the loaded model, on the GPU or the CPU; a GPU failure moves the model

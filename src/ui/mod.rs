@@ -77,16 +77,19 @@ pub fn App() -> impl IntoView {
             let shown = move |a: Area| area.get() != a;
             let panels = view! {
                 <div hidden=move || shown(Area::Text)>
-                    <text::TextPanel client=client.clone() model=model set_model=set_model head=head />
+                    <text::TextPanel client=client.clone() model=model head=head />
                 </div>
-                <div hidden=move || shown(Area::Images)><images::ImagePanel /></div>
+                <div hidden=move || shown(Area::Images)>
+                    <images::ImagePanel client=client.clone() model=model />
+                </div>
                 <div hidden=move || shown(Area::FineTune)>
                     <finetune::FineTunePanel client=client.clone() model=model head=head set_head=set_head />
                 </div>
                 <div hidden=move || shown(Area::About)><about::AboutPanel /></div>
             };
             view! {
-                <status::BackendStatus client=client choice=backend_from_url() />
+                <status::BackendStatus client=client.clone() choice=backend_from_url() />
+                <model_files::ModelFiles client=client set_model=set_model />
                 <nav class="areas" role="tablist" aria-label="Tasks">
                     {Area::ALL
                         .into_iter()

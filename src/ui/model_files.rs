@@ -87,7 +87,8 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
     view! {
         <div class="model-files">
             <label>
-                "Open local model files (config.json, model.safetensors, tokenizer.json): "
+                "Open a model from local files (config.json, *.safetensors, and tokenizer.json for text "
+                "or preprocessor_config.json for images): "
                 <input type="file" multiple data-testid="model-files" on:change=on_pick disabled=busy />
             </label>
             <p data-testid="model-status" aria-live="polite">{status}</p>

@@ -55,7 +55,6 @@ fn bars(labels: &[String], probs: &[f32]) -> impl IntoView {
 pub fn TextPanel(
     client: WorkerClient,
     model: ReadSignal<Option<ModelInfo>>,
-    set_model: WriteSignal<Option<ModelInfo>>,
     head: ReadSignal<Option<HeadInfo>>,
 ) -> impl IntoView {
     let (tokenizer, set_tokenizer) = signal(None::<String>);
@@ -161,7 +160,6 @@ pub fn TextPanel(
             });
         }
     };
-    let model_files = view! { <super::model_files::ModelFiles client=client.clone() set_model=set_model /> };
 
     let load_file = move |file: web_sys::File| {
         let load = load.clone();
@@ -196,10 +194,10 @@ pub fn TextPanel(
         <section aria-labelledby="text-title">
             <h2 id="text-title">"Classify text"</h2>
             <p class="hint">
-                "Load a text classifier from local files, type one sentence per line, and classify. "
+                "Load a text classifier above (or an encoder with a head trained on the Fine-tune tab), "
+                "type one sentence per line, and classify. "
                 "Everything runs in WebAssembly inside a worker; nothing leaves your machine."
             </p>
-            {model_files}
             <div
                 class="dropzone"
                 on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
