@@ -2,6 +2,7 @@
 //! the worker client is handed down as a prop.
 
 mod about;
+mod attention;
 mod debug;
 mod finetune;
 mod images;

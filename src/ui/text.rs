@@ -66,6 +66,31 @@ pub fn TextPanel(
     // Finished classify requests: tests (and screen readers' live region) see a new answer.
     let (runs, set_runs) = signal(0u32);
     let (classify_error, set_classify_error) = signal(None::<String>);
+    // The input whose attention is shown: its text, tokens and maps.
+    let (explained, set_explained) = signal(None::<(String, Vec<String>, super::attention::Attentions)>);
+    let explain = {
+        let client = client.clone();
+        move |text: String| {
+            let client = client.clone();
+            spawn_local(async move {
+                let request = Request::ClassifyText {
+                    texts: vec![text.clone()],
+                    attentions: true,
+                };
+                match client.call(request).await {
+                    Ok(Response::TextResults { mut results }) if !results.is_empty() => {
+                        let r = results.remove(0);
+                        let tokens = r.tokens.into_iter().map(|t| t.text).collect();
+                        if let Some(a) = r.attentions {
+                            set_explained.set(Some((text, tokens, a)));
+                        }
+                    }
+                    Ok(other) => set_classify_error.set(Some(format!("unexpected answer: {other:?}"))),
+                    Err(m) => set_classify_error.set(Some(m)),
+                }
+            });
+        }
+    };
     // Answers can come back out of order; only the newest request's answer is shown.
     let generation = RwSignal::new(0u64);
 
@@ -248,17 +273,32 @@ pub fn TextPanel(
                                     </div>
                                 }
                             });
+                            let explain = explain.clone();
+                            let text = r.text.clone();
                             view! {
                                 <li data-testid="text-result" data-label=r.label.clone() data-probs=probs_json>
                                     <p class="result-text">{r.text.clone()}" → "<strong>{r.label.clone()}</strong></p>
                                     {bars(&r.labels, &r.probs)}
                                     {head}
+                                    <button class="secondary" data-testid="explain-attention" on:click=move |_| explain(text.clone())>
+                                        "Show attention"
+                                    </button>
                                 </li>
                             }
                         })
                         .collect_view()
                 }}
             </ul>
+            {move || {
+                explained
+                    .get()
+                    .map(|(text, tokens, attentions)| {
+                        view! {
+                            <h3>"Attention for “"{text}"”"</h3>
+                            <super::attention::AttentionExplorer tokens=tokens attentions=attentions />
+                        }
+                    })
+            }}
             <h3>"Tokens"</h3>
             <div
                 class="tokens"
