@@ -6,9 +6,11 @@ pub fn AboutPanel() -> impl IntoView {
         <section aria-labelledby="about-title" data-testid="about">
             <h2 id="about-title">"About webformer"</h2>
             <p>
-                "webformer runs transformer models (BERT, DistilBERT, ViT) entirely in this page: the "
-                "weights are downloaded once, and every computation happens on your machine, on WebGPU "
-                "when the browser offers it, otherwise on the CPU with WebAssembly SIMD."
+                "webformer runs transformer models (BERT, DistilBERT, MiniLM, ViT) entirely in this page: "
+                "you open a model's files from your disk (downloading from the Hugging Face hub comes "
+                "next), and every computation happens on your machine, on WebGPU when the browser offers "
+                "it, otherwise on the CPU with WebAssembly SIMD. Fine-tuning trains a small head on the "
+                "frozen model's embeddings, here too."
             </p>
             <p>
                 "The model work runs in a Web Worker, so the page stays responsive while it computes. "
@@ -17,7 +19,8 @@ pub fn AboutPanel() -> impl IntoView {
             </p>
             <p>
                 "A transformer first cuts text into tokens: pieces of words from a fixed vocabulary. "
-                "The Classify text tab shows them for any text you type."
+                "The Classify text tab shows them for any text you type, and \"Show attention\" draws "
+                "how much each token attends to every other, layer by layer and head by head."
             </p>
         </section>
     }
