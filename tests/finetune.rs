@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-use serde_json::Value;
 use webformer::engine::backend::cpu::CpuBackend;
 use webformer::engine::finetune::{
     block_on_ready, head_from_safetensors, head_to_safetensors, metrics, train_head, HeadMeta, TrainConfig,
@@ -200,23 +197,6 @@ fn head_file_round_trips_and_refuses_other_files() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not a webformer head"), "{err}");
-}
-
-fn webformer(args: &[&str]) -> (i32, Vec<Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_webformer"))
-        .args(args)
-        .output()
-        .unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
-        .collect();
-    (
-        out.status.code().unwrap_or(-1),
-        lines,
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 /// A CSV the tiny fixture encoder can learn: the words decide the class.

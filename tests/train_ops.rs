@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixture;
+use common::{fixture, values};
 use serde_json::Value;
 use webformer::engine::backend::cpu::CpuBackend;
 use webformer::engine::backend::{AdamWConfig, Backend, TrainOps};
@@ -184,21 +184,6 @@ fn linear_head_matches_pytorch() {
 #[test]
 fn hidden_head_matches_pytorch() {
     matches_torch("hidden");
-}
-
-/// Deterministic pseudo-random values in [-scale, scale].
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 #[test]

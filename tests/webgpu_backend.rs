@@ -27,39 +27,6 @@ const ALL: Want = Want {
     hidden_states: true,
 };
 
-/// The GPU backend, or `None` (test returns) when `WEBFORMER_NO_GPU=1` and there is none.
-fn gpu() -> Option<WgpuBackend> {
-    match WgpuBackend::new() {
-        Ok(be) => {
-            eprintln!("using {}", be.name());
-            Some(be)
-        }
-        Err(e) if std::env::var("WEBFORMER_NO_GPU").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED: WEBFORMER_NO_GPU=1 and the GPU backend is unavailable: {e}");
-            None
-        }
-        Err(e) => panic!(
-            "the WebGPU backend could not start: {e}. Install a Vulkan driver (e.g. \
-             mesa-vulkan-drivers for lavapipe) or set WEBFORMER_NO_GPU=1 to skip these tests"
-        ),
-    }
-}
-
-/// Deterministic pseudo-random values in [-scale, scale].
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
 fn compare(what: &str, gpu: &[f32], cpu: &[f32]) -> f32 {
     assert_eq!(gpu.len(), cpu.len(), "{what}: length differs");
     let scale = cpu.iter().fold(1f32, |m, v| m.max(v.abs()));

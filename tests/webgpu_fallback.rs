@@ -3,23 +3,15 @@
 //! nothing the user asked for dropped.
 #![cfg(feature = "webgpu")]
 
-use webformer::engine::backend::webgpu::WgpuBackend;
+mod common;
+
+use common::gpu;
+
 use webformer::protocol::{BackendKind, Request, Response, TextResult};
 use webformer::service::{Ctx, Service};
 
 fn handle(service: &mut Service, request: Request, files: Vec<Vec<u8>>) -> Response {
     pollster::block_on(service.handle(request, files, &Ctx::quiet()))
-}
-
-fn gpu() -> Option<WgpuBackend> {
-    match WgpuBackend::new() {
-        Ok(be) => Some(be),
-        Err(e) if std::env::var("WEBFORMER_NO_GPU").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED: WEBFORMER_NO_GPU=1 and the GPU backend is unavailable: {e}");
-            None
-        }
-        Err(e) => panic!("the WebGPU backend could not start: {e} (set WEBFORMER_NO_GPU=1 to skip)"),
-    }
 }
 
 fn load(service: &mut Service, fixture: &str) -> Response {

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::rng::SplitMix64;
 use super::EngineError;
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -728,25 +729,6 @@ impl CsvTable {
                 ))
             }
         }
-    }
-}
-
-/// SplitMix64: tiny, and the same numbers on every platform (wasm included), so a seed
-/// gives the same split in the browser as in the tests.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (multiply-shift: no modulo bias worth the name, no floats).
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() as u128 * n as u128) >> 64) as usize
     }
 }
 

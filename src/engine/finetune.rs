@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::{AdamWConfig, Backend, Result, TrainOps};
 use super::dataset::stratified_split;
+use super::rng::SplitMix64;
 use super::train::{Head, HeadConfig, HeadTrainer, HostTensor};
 use super::EngineError;
 
@@ -157,7 +158,7 @@ pub async fn train_head<B: TrainOps>(
     };
     let mut trainer = HeadTrainer::new(be, Head::new(be, head_config, config.seed)?, adamw)?;
     let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut rng = config.seed ^ 0x005E_ED0F_E90C;
+    let mut rng = SplitMix64(config.seed ^ 0x005E_ED0F_E90C);
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, Head<B>)> = None;
     let mut stopped_early = false;
@@ -214,15 +215,10 @@ pub async fn train_head<B: TrainOps>(
     })
 }
 
-/// Fisher–Yates with SplitMix64 steps: the same order on every platform for a seed.
-fn shuffle(v: &mut [usize], state: &mut u64) {
+/// Fisher–Yates: the same order on every platform for a seed.
+fn shuffle(v: &mut [usize], rng: &mut SplitMix64) {
     for i in (1..v.len()).rev() {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        v.swap(i, (z % (i as u64 + 1)) as usize);
+        v.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod image;
 pub mod model;
 pub mod models;
 pub mod pipeline;
+mod rng;
 pub mod tokenize;
 pub mod train;
 

@@ -6,6 +6,7 @@
 //! compare it with goldens from `tests/fixtures/make_train_goldens.py`.
 
 use super::backend::{AdamWConfig, Backend, Result, TrainOps};
+use super::rng::SplitMix64;
 use super::EngineError;
 
 /// The head's shape: `input` features (the encoder's width), an optional ReLU hidden layer,
@@ -52,26 +53,6 @@ pub struct HostTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
-}
-
-/// SplitMix64: tiny, and the same numbers on every platform (wasm included), so a seed
-/// names one head everywhere.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-bound, bound).
-    fn uniform(&mut self, bound: f64) -> f32 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((2.0 * u - 1.0) * bound) as f32
-    }
 }
 
 /// A classification head on a backend. Parameters are in [`HeadConfig::params`] order.

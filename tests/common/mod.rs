@@ -95,3 +95,57 @@ pub fn golden_images(g: &HashMap<String, Golden>) -> Vec<Vec<f32>> {
         .map(|t| t.data.iter().map(|&v| v as f32).collect())
         .collect()
 }
+
+/// The GPU backend, or `None` (the test returns) when `WEBFORMER_NO_GPU=1` and there is none;
+/// without an adapter and without that variable the test fails loudly.
+#[cfg(feature = "webgpu")]
+pub fn gpu() -> Option<webformer::engine::backend::webgpu::WgpuBackend> {
+    use webformer::engine::backend::Backend;
+    match webformer::engine::backend::webgpu::WgpuBackend::new() {
+        Ok(be) => {
+            eprintln!("using {}", be.name());
+            Some(be)
+        }
+        Err(e) if std::env::var("WEBFORMER_NO_GPU").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: WEBFORMER_NO_GPU=1 and the GPU backend is unavailable: {e}");
+            None
+        }
+        Err(e) => panic!(
+            "the WebGPU backend could not start: {e}. Install a Vulkan driver (e.g. \
+             mesa-vulkan-drivers for lavapipe) or set WEBFORMER_NO_GPU=1 to skip these tests"
+        ),
+    }
+}
+
+/// Deterministic pseudo-random values in [-scale, scale].
+pub fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Runs the `webformer` CLI: exit code, stdout parsed as one JSON value per line, stderr.
+pub fn webformer(args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webformer"))
+        .args(args)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
