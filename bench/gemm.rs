@@ -28,6 +28,7 @@ cargo bench --features webgpu --bench gemm -- [OPTIONS] [FILTER]
   --peak-gflops X     the device's fp32 peak in GFLOP/s: adds a '% of peak' column
   --no-cpu            skip timing the CPU backend (it still computes the reference)
   --no-gpu            skip timing the WebGPU backend (it still checks correctness)
+  --scalar            also time the scalar-load matmul kernel (the vec4 one's predecessor)
   FILTER              only shapes whose label contains FILTER (e.g. MiniLM, 1024, FFN)
 
 Environment: GEMM_RUNS, GEMM_REPS, GEMM_QUICK=1, GEMM_PEAK_GFLOPS, GEMM_FILTER.";
@@ -92,6 +93,7 @@ struct Opts {
     peak_gflops: Option<f64>,
     cpu: bool,
     gpu: bool,
+    scalar: bool,
     filter: Option<String>,
 }
 
@@ -108,7 +110,7 @@ fn opts() -> Result<Opts, String> {
         .map(|v| parse_num("GEMM_PEAK_GFLOPS", &v))
         .transpose()?;
     let mut filter = env("GEMM_FILTER");
-    let (mut cpu, mut gpu) = (true, true);
+    let (mut cpu, mut gpu, mut scalar) = (true, true, false);
 
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -122,6 +124,7 @@ fn opts() -> Result<Opts, String> {
             "--peak-gflops" => peak_gflops = Some(parse_num("--peak-gflops", &value("--peak-gflops")?)?),
             "--no-cpu" => cpu = false,
             "--no-gpu" => gpu = false,
+            "--scalar" => scalar = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -143,6 +146,7 @@ fn opts() -> Result<Opts, String> {
         peak_gflops,
         cpu,
         gpu,
+        scalar,
         filter,
     })
 }
@@ -181,26 +185,24 @@ struct Timing {
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Times `be.linear(x, w, b)`: warm-up, then `opts.runs` runs of R linears followed by one
+/// Times `linear()` (one `y = x · wᵀ + b` on `be`): warm-up, then `opts.runs` runs of R linears followed by one
 /// download of the last output (which waits for the device to finish them all). The
 /// read-back of one idle output is measured separately and subtracted from every run.
 fn time_linear<B: Backend>(
     be: &B,
-    x: &B::Tensor,
-    w: &B::Tensor,
-    b: &B::Tensor,
+    linear: impl Fn() -> Result<B::Tensor, webformer::engine::EngineError>,
     out_bytes: usize,
     opts: &Opts,
 ) -> BenchResult<Timing> {
     // Warm-up (first use of the pipeline, allocator, thread pool); the correctness check
     // has already run one linear, and the sizing run below is one more.
     for _ in 0..opts.warmup {
-        let y = be.linear(x, w, Some(b))?;
+        let y = linear()?;
         be.download(&y)?;
     }
     // One linear with its read-back, and the read-back alone, to size the runs.
     let t = Instant::now();
-    let y = be.linear(x, w, Some(b))?;
+    let y = linear()?;
     be.download(&y)?;
     let single = t.elapsed();
     let readback = median(
@@ -223,9 +225,9 @@ fn time_linear<B: Backend>(
     let mut times = Vec::with_capacity(opts.runs);
     for _ in 0..opts.runs {
         let t = Instant::now();
-        let mut last = be.linear(x, w, Some(b))?;
+        let mut last = linear()?;
         for _ in 1..reps {
-            last = be.linear(x, w, Some(b))?;
+            last = linear()?;
         }
         be.download(&last)?;
         let dt = t.elapsed().saturating_sub(readback);
@@ -338,7 +340,7 @@ fn run() -> BenchResult<bool> {
         }
 
         if opts.gpu {
-            let timing = time_linear(&gpu, &gx, &gw, &gb, out_bytes, &opts)?;
+            let timing = time_linear(&gpu, || gpu.linear(&gx, &gw, Some(&gb)), out_bytes, &opts)?;
             eprintln!(
                 "  webgpu: {:.3} ms × {} (read-back {:.3} ms subtracted)",
                 timing.per_linear.as_secs_f64() * 1e3,
@@ -355,9 +357,37 @@ fn run() -> BenchResult<bool> {
                 diff: Some(diff),
             });
         }
+        if opts.gpu && opts.scalar && s.k % 4 == 0 {
+            let got = gpu.download(&gpu.linear_scalar(&gx, &gw, Some(&gb))?)?;
+            let max_abs = got
+                .iter()
+                .zip(&want)
+                .fold(0f64, |a, (&g, &c)| a.max(((g - c) as f64).abs()));
+            let diff = if max_abs.is_nan() {
+                f64::INFINITY
+            } else {
+                max_abs / scale
+            };
+            all_ok &= diff <= TOLERANCE;
+            let timing = time_linear(&gpu, || gpu.linear_scalar(&gx, &gw, Some(&gb)), out_bytes, &opts)?;
+            eprintln!(
+                "  webgpu scalar kernel: {:.3} ms × {}",
+                timing.per_linear.as_secs_f64() * 1e3,
+                timing.reps
+            );
+            rows.push(Row {
+                shape: s.label(),
+                dims: s.dims(),
+                backend: format!("{gpu_label}, scalar kernel"),
+                gflops: s.flops() / timing.per_linear.as_secs_f64() / 1e9,
+                timing,
+                is_gpu: true,
+                diff: Some(diff),
+            });
+        }
         drop((gx, gw, gb));
         if opts.cpu {
-            let timing = time_linear(&cpu, &cx, &cw, &cb, out_bytes, &opts)?;
+            let timing = time_linear(&cpu, || cpu.linear(&cx, &cw, Some(&cb)), out_bytes, &opts)?;
             eprintln!(
                 "  cpu: {:.3} ms × {}",
                 timing.per_linear.as_secs_f64() * 1e3,

@@ -49,6 +49,10 @@ fn linear_matches_cpu() {
         (65, 17, 130),
         (7, 3072, 5),
         (3, 768, 3072),
+        // k a multiple of 4 takes the vec4 kernel: edges in n and m, k shorter than a slice
+        (1, 4, 1),
+        (65, 772, 130),
+        (130, 4096, 67),
     ];
     for (i, &(n, inp, out)) in cases.iter().enumerate() {
         let x = values(n * inp, 10 + i as u64, 1.0);
@@ -64,13 +68,84 @@ fn linear_matches_cpu() {
             let cw = c.upload(&w, &[out, inp]).unwrap();
             let cb = c.upload(&b, &[out]).unwrap();
             let cy = c.linear(&cx, &cw, bias.then_some(&cb)).unwrap();
+            let want = c.download(&cy).unwrap();
             compare(
                 &format!("linear n={n} in={inp} out={out} bias={bias}"),
                 &g.download(&gy).unwrap(),
-                &c.download(&cy).unwrap(),
+                &want,
             );
+            if inp % 4 == 0 {
+                // The same shape on the scalar kernel, which the vec4 one replaces here.
+                let gs = g.linear_scalar(&gx, &gw, bias.then_some(&gb)).unwrap();
+                compare(
+                    &format!("linear (scalar kernel) n={n} in={inp} out={out} bias={bias}"),
+                    &g.download(&gs).unwrap(),
+                    &want,
+                );
+            }
         }
     }
+}
+
+#[test]
+fn fused_linear_gelu_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    let c = CpuBackend::new();
+    // The scalar kernel (k = 33), the vec4 kernel (k = 768), and an FFN up-projection.
+    for (i, &(n, inp, out)) in [(5, 33, 70), (9, 768, 3072), (128, 384, 1536)].iter().enumerate() {
+        let x = values(n * inp, 40 + i as u64, 1.0);
+        let w = values(out * inp, 50 + i as u64, 0.2);
+        let b = values(out, 60 + i as u64, 0.5);
+        let gy = g
+            .linear_gelu(
+                &g.upload(&x, &[n, inp]).unwrap(),
+                &g.upload(&w, &[out, inp]).unwrap(),
+                Some(&g.upload(&b, &[out]).unwrap()),
+            )
+            .unwrap();
+        let cy = c
+            .gelu(
+                &c.linear(
+                    &c.upload(&x, &[n, inp]).unwrap(),
+                    &c.upload(&w, &[out, inp]).unwrap(),
+                    Some(&c.upload(&b, &[out]).unwrap()),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        let cy = c.download(&cy).unwrap();
+        assert!(cy.iter().any(|&v| v < -0.01), "inputs reach GELU's negative side");
+        compare(
+            &format!("linear+gelu n={n} in={inp} out={out}"),
+            &g.download(&gy).unwrap(),
+            &cy,
+        );
+    }
+}
+
+/// The second forward pass of the same input creates no GPU buffer: every intermediate
+/// comes from the pool (and, in debug builds, reused buffers are NaN-filled first, so the
+/// goldens tests above would catch a kernel reading stale data).
+#[test]
+fn second_forward_reuses_every_buffer() {
+    let Some(be) = gpu() else { return };
+    let model = load_gpu_model(&be, "bert-uncased-cls");
+    let inputs = golden_text_inputs(&goldens("bert-uncased-cls"));
+    let first = model.run_text(&be, &inputs, ALL).unwrap();
+    let after_first = be.pool_stats();
+    let second = model.run_text(&be, &inputs, ALL).unwrap();
+    let after_second = be.pool_stats();
+    eprintln!("pool after one forward: {after_first:?}; after two: {after_second:?}");
+    assert!(after_first.created > 0);
+    assert_eq!(
+        after_second.created, after_first.created,
+        "the second forward created buffers"
+    );
+    assert!(after_second.reused > after_first.reused);
+    assert_eq!(
+        first[0].logits, second[0].logits,
+        "same input, same logits from reused buffers"
+    );
 }
 
 #[test]

@@ -30,6 +30,11 @@ impl<B: Backend> Linear<B> {
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         be.linear(x, &self.w, self.b.as_ref())
     }
+
+    /// `gelu(forward(x))`, which a backend may fuse into one kernel.
+    pub fn forward_gelu(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        be.linear_gelu(x, &self.w, self.b.as_ref())
+    }
 }
 
 pub struct LayerNorm<B: Backend> {
@@ -161,7 +166,7 @@ impl<B: Backend> Layer<B> {
     }
 
     fn feed_forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        let inner = be.gelu(&self.ffn_in.forward(be, x)?)?;
+        let inner = self.ffn_in.forward_gelu(be, x)?;
         self.ffn_out.forward(be, &inner)
     }
 

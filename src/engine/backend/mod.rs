@@ -48,6 +48,16 @@ pub trait Backend {
 
     /// `x [n, in] · wᵀ + b`, with `w [out, in]` as checkpoints store it.
     fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, b: Option<&Self::Tensor>) -> Result<Self::Tensor>;
+    /// `gelu(linear(x, w, b))`: the FFN's up-projection. A backend overrides it to fuse the
+    /// activation into the matmul (one pass over the output instead of two).
+    fn linear_gelu(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        self.gelu(&self.linear(x, w, b)?)
+    }
     /// GELU, erf form (what BERT and ViT use; the tanh approximation differs by ~1e-3).
     fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     fn tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor>;

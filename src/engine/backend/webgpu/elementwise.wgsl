@@ -1,4 +1,4 @@
-// Element-wise ops over flat f32 arrays: GELU (erf form), tanh, ReLU and add.
+// Element-wise ops over flat f32 arrays: GELU (erf form, from gelu.wgsl), tanh, ReLU and add.
 // 256 threads per workgroup; the workgroups may be laid out in 2-D (more than 65535).
 
 struct Params {
@@ -16,16 +16,6 @@ struct Params {
 
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
-}
-
-// erf(x), Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7), odd extension.
-fn erf(x: f32) -> f32 {
-    let z = abs(x);
-    let t = 1.0 / (1.0 + 0.3275911 * z);
-    let poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t
-        + 0.254829592) * t;
-    let y = 1.0 - poly * exp(-z * z);
-    return select(y, -y, x < 0.0);
 }
 
 // tanh without overflow for large |x| (exp of a non-positive argument only).
@@ -46,7 +36,7 @@ fn gelu(
         return;
     }
     let v = a[i];
-    out[i] = 0.5 * v * (1.0 + erf(v * 0.70710678118654752));
+    out[i] = gelu_erf(v);
 }
 
 @compute @workgroup_size(256)

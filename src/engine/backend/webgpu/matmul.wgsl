@@ -1,13 +1,16 @@
-// linear: out [n, m] = x [n, k] · wᵀ (w is [m, k], as checkpoints store it) + bias [m].
+// linear: out [n, m] = act(x [n, k] · wᵀ + bias [m]) (w is [m, k], as checkpoints store
+// it; act is none or GELU, fused here so the FFN's up-projection is one dispatch).
 // One workgroup computes a 64×64 tile of the output, each of its 16×16 threads a 4×4 block;
 // the inputs pass through workgroup memory in 64×16 slices of x and w. Any n, k, m: the
 // loads past the edges read zeros and the stores past the edges are skipped.
+// When k is a multiple of 4, `matmul_vec4.wgsl` does the same with vec4 loads.
 
 struct Params {
     n: u32,
     k: u32,
     m: u32,
     has_bias: u32,
+    act: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -75,6 +78,9 @@ fn linear(
                 var v = acc[i * 4u + j];
                 if (p.has_bias != 0u) {
                     v += bias[c];
+                }
+                if (p.act == ACT_GELU) {
+                    v = gelu_erf(v);
                 }
                 out[r * p.m + c] = v;
             }

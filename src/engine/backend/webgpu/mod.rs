@@ -2,15 +2,20 @@
 //! e.g. Mesa lavapipe; WebGPU in the browser). Every op records its kernels on the GPU and
 //! leaves its result there; only [`Backend::download`] waits for the GPU and reads back.
 //!
-//! One kernel family per file pair: `matmul` (linear), `elementwise` (GELU, tanh, ReLU,
-//! add), `layer_norm`, `attention`. `gather_rows` and `concat_rows` are buffer copies.
+//! One kernel family per file pair: `matmul` (linear; `matmul_vec4.wgsl` is its vec4
+//! variant), `elementwise` (GELU, tanh, ReLU, add), `layer_norm`, `attention`, `train`
+//! (head training). `gelu.wgsl` is a snippet prepended to the sources that apply GELU. `gather_rows` and `concat_rows` are buffer copies.
 //! Every compute pipeline is compiled once, in [`WgpuBackend::new`].
 
 mod attention;
 mod elementwise;
 mod layer_norm;
 mod matmul;
+mod pool;
 mod train;
+
+pub use pool::PoolStats;
+use pool::{Pool, PooledBuffer};
 
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +34,7 @@ fn compute_err(msg: impl Into<String>) -> EngineError {
 /// An f32 tensor in a GPU storage buffer, row-major.
 #[derive(Clone, Debug)]
 pub struct WgpuTensor {
-    buf: Arc<wgpu::Buffer>,
+    buf: Arc<PooledBuffer>,
     shape: Vec<usize>,
 }
 
@@ -73,6 +78,7 @@ fn shader(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ShaderModul
 
 struct Kernels {
     linear: Kernel,
+    linear_vec4: Kernel,
     gelu: Kernel,
     tanh: Kernel,
     relu: Kernel,
@@ -95,6 +101,8 @@ pub struct WgpuBackend {
     adapter: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     kernels: Kernels,
+    /// Free intermediate buffers for reuse (pool.rs).
+    pool: Pool,
     /// Bound where a kernel has an optional input that is absent (linear without bias).
     dummy: wgpu::Buffer,
     /// Set when the device is lost or reports an error: every result after that is suspect,
@@ -158,13 +166,24 @@ impl WgpuBackend {
             }));
         }
 
-        let mm = shader(&device, "matmul.wgsl", include_str!("matmul.wgsl"));
-        let ew = shader(&device, "elementwise.wgsl", include_str!("elementwise.wgsl"));
+        let with_gelu = |src: &str| format!("{}\n{src}", include_str!("gelu.wgsl"));
+        let mm = shader(&device, "matmul.wgsl", &with_gelu(include_str!("matmul.wgsl")));
+        let mm4 = shader(
+            &device,
+            "matmul_vec4.wgsl",
+            &with_gelu(include_str!("matmul_vec4.wgsl")),
+        );
+        let ew = shader(
+            &device,
+            "elementwise.wgsl",
+            &with_gelu(include_str!("elementwise.wgsl")),
+        );
         let ln = shader(&device, "layer_norm.wgsl", include_str!("layer_norm.wgsl"));
         let at = shader(&device, "attention.wgsl", include_str!("attention.wgsl"));
         let tr = shader(&device, "train.wgsl", include_str!("train.wgsl"));
         let kernels = Kernels {
             linear: Kernel::new(&device, &mm, "linear"),
+            linear_vec4: Kernel::new(&device, &mm4, "linear_vec4"),
             gelu: Kernel::new(&device, &ew, "gelu"),
             tanh: Kernel::new(&device, &ew, "tanh_op"),
             relu: Kernel::new(&device, &ew, "relu"),
@@ -191,6 +210,7 @@ impl WgpuBackend {
             adapter: info,
             limits,
             kernels,
+            pool: Pool::default(),
             dummy,
             failure,
         })
@@ -218,12 +238,16 @@ impl WgpuBackend {
         }
     }
 
+    /// The largest buffer a kernel can bind.
+    fn max_binding(&self) -> u64 {
+        self.limits
+            .max_buffer_size
+            .min(self.limits.max_storage_buffer_binding_size)
+    }
+
     fn check_size(&self, elems: usize) -> Result<u64> {
         let bytes = (elems.max(1) * 4) as u64;
-        let max = self
-            .limits
-            .max_buffer_size
-            .min(self.limits.max_storage_buffer_binding_size);
+        let max = self.max_binding();
         if bytes > max {
             return Err(compute_err(format!(
                 "a tensor of {elems} floats ({bytes} bytes) exceeds the GPU's buffer limit of {max} bytes"
@@ -232,17 +256,28 @@ impl WgpuBackend {
         Ok(bytes)
     }
 
-    /// A new uninitialised storage tensor.
+    /// `linear` on the scalar-load kernel even where k allows vec4 loads: for the GEMM
+    /// bench and the tests that compare the two kernels.
+    pub fn linear_scalar(
+        &self,
+        x: &WgpuTensor,
+        w: &WgpuTensor,
+        b: Option<&WgpuTensor>,
+    ) -> Result<WgpuTensor> {
+        matmul::linear(self, x, w, b, matmul::Activation::None, false)
+    }
+
+    /// Buffer reuse so far: how many intermediate buffers were created and reused.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// A storage tensor with undefined contents (a reused buffer holds old values; every
+    /// kernel writes all of its output). Its buffer may be larger than the tensor.
     fn empty(&self, shape: &[usize]) -> Result<WgpuTensor> {
         let size = self.check_size(shape.iter().product())?;
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         Ok(WgpuTensor {
-            buf: Arc::new(buf),
+            buf: Arc::new(self.pool.get(&self.device, &self.queue, size, self.max_binding())),
             shape: shape.to_vec(),
         })
     }
@@ -416,7 +451,7 @@ impl Backend for WgpuBackend {
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
         Ok(WgpuTensor {
-            buf: Arc::new(buf),
+            buf: Arc::new(PooledBuffer::unpooled(buf)),
             shape: shape.to_vec(),
         })
     }
@@ -488,7 +523,11 @@ impl Backend for WgpuBackend {
     }
 
     fn linear(&self, x: &WgpuTensor, w: &WgpuTensor, b: Option<&WgpuTensor>) -> Result<WgpuTensor> {
-        matmul::linear(self, x, w, b)
+        matmul::linear(self, x, w, b, matmul::Activation::None, true)
+    }
+
+    fn linear_gelu(&self, x: &WgpuTensor, w: &WgpuTensor, b: Option<&WgpuTensor>) -> Result<WgpuTensor> {
+        matmul::linear(self, x, w, b, matmul::Activation::Gelu, true)
     }
 
     fn gelu(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
@@ -538,7 +577,7 @@ impl Backend for WgpuBackend {
             .iter()
             .map(|p| {
                 let len = p.len();
-                let c = (&*p.buf, 0, at, len);
+                let c = (&**p.buf, 0, at, len);
                 at += len;
                 c
             })
@@ -558,7 +597,7 @@ impl Backend for WgpuBackend {
         let copies: Vec<_> = ids
             .iter()
             .enumerate()
-            .map(|(i, &id)| (&*table.buf, id as usize * d, i * d, d))
+            .map(|(i, &id)| (&**table.buf, id as usize * d, i * d, d))
             .collect();
         self.copy(&out.buf, &copies);
         Ok(out)
