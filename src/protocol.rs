@@ -81,6 +81,18 @@ pub enum Request {
     /// Destroys the GPU device as a driver reset would, to show (and test) that the
     /// work moves to the CPU with nothing lost. Offered on the page with `?debug`.
     SimulateGpuLoss,
+    /// Embeds images sorted into classes with the loaded ViT (its `[CLS]` representation,
+    /// what its own classifier reads; cached per model and images) and trains a head on
+    /// them. `classes[i]` is the class of `names[i]`; the contents travel beside the message
+    /// in that order. A zip holds class folders (files at its top go to its own class).
+    TrainImages {
+        classes: Vec<String>,
+        names: Vec<String>,
+        config: TrainConfig,
+    },
+    /// The trained image head as `head.safetensors` bytes and its JSON (answered with
+    /// `HeadFile`); `ImportHead` installs either kind, by the head's pooling.
+    ExportImageHead,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,6 +213,9 @@ pub struct ImageResult {
     pub attentions: Option<Vec<Vec<Vec<Vec<f32>>>>>,
     /// Set (and the rest empty) when this file is not a usable image.
     pub error: Option<String>,
+    /// The trained image head's answer, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadResult>,
 }
 
 /// A trained head's answer for one text.

@@ -12,6 +12,8 @@ use webformer::engine::backend::webgpu::WgpuBackend;
 use webformer::engine::backend::{Backend, TrainOps};
 use webformer::engine::dataset::CsvTable;
 use webformer::engine::encoder::Want;
+use webformer::engine::image::preprocess_bytes;
+use webformer::engine::image_dataset::{read_class_folders, ImageDataset};
 use webformer::engine::finetune::{
     block_on_ready, classify_embeddings, head_from_safetensors, head_to_safetensors, train_head, HeadMeta,
     TrainConfig,
@@ -99,13 +101,17 @@ enum Command {
         text: Vec<String>,
     },
     /// Train a classification head on the encoder's (frozen) mean-pooled embeddings of a CSV's
-    /// texts. Prints one JSON line per epoch and a final metrics line; writes OUT and OUT's
+    /// texts, or on a ViT's `[CLS]` embeddings of images in class folders (`--images`).
+    /// Prints one JSON line per epoch and a final metrics line; writes OUT and OUT's
     /// `.json` twin (labels, encoder, pooling, metrics).
     Train {
         #[command(flatten)]
         model: ModelArgs,
+        #[arg(long, required_unless_present = "images", conflicts_with = "images")]
+        csv: Option<PathBuf>,
+        /// A folder holding one folder of images per class (the folder names are the labels).
         #[arg(long)]
-        csv: PathBuf,
+        images: Option<PathBuf>,
         /// The text column's name (default: guessed: text, sentence, review, …).
         #[arg(long)]
         text_col: Option<String>,
@@ -121,6 +127,10 @@ enum Command {
     Image {
         #[command(flatten)]
         model: ModelArgs,
+        /// An image head trained by `webformer train --images`: classify with it (on any ViT
+        /// of its width) instead of the model's own classifier.
+        #[arg(long)]
+        head: Option<PathBuf>,
         #[arg(required = true)]
         path: Vec<PathBuf>,
     },
@@ -232,15 +242,27 @@ fn run_on<B: TrainOps>(be: &B, command: Command) -> Result<(), String> {
         }
         Command::Train {
             model,
-            csv,
+            images: Some(dir),
+            out,
+            train,
+            ..
+        } => {
+            let p = load(be, &model)?;
+            train_images_cmd(be, &p, &model, &dir, &out, &train.config())
+        }
+        Command::Train {
+            model,
+            csv: Some(csv),
             text_col,
             label_col,
             out,
             train,
+            images: None,
         } => {
             let p = load(be, &model)?;
             train_cmd(be, &p, &model, &csv, text_col, label_col, &out, &train.config())
         }
+        Command::Train { .. } => Err("give --csv FILE or --images DIR".into()),
         Command::Text { model, text, .. } => {
             let p = load(be, &model)?;
             if !p.model.config.architecture.has_classifier() {
@@ -255,7 +277,15 @@ fn run_on<B: TrainOps>(be: &B, command: Command) -> Result<(), String> {
             let p = load(be, &model)?;
             print_texts(be, &p, &model, &text, false)
         }
-        Command::Image { model, path } => {
+        Command::Image {
+            model,
+            head: Some(head),
+            path,
+        } => {
+            let p = load(be, &model)?;
+            classify_images_with_head(be, &p, &model, &head, &path)
+        }
+        Command::Image { model, path, .. } => {
             let p = load(be, &model)?;
             if !p.model.config.architecture.has_classifier() {
                 return Err(format!(
@@ -472,4 +502,186 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `train --images`: a head on the ViT's `[CLS]` embeddings of images in class folders.
+fn train_images_cmd<B: TrainOps>(
+    be: &B,
+    p: &Pipeline<B>,
+    args: &ModelArgs,
+    dir: &Path,
+    out: &Path,
+    config: &TrainConfig,
+) -> Result<(), String> {
+    let files = read_class_folders(dir).map_err(|e| e.to_string())?;
+    let mut data = ImageDataset::new(files).map_err(|e| e.to_string())?;
+    eprintln!(
+        "webformer: {} images in {} classes: {}",
+        data.images.len(),
+        data.label_names.len(),
+        data.label_names
+            .iter()
+            .zip(data.class_counts())
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let embedded = embed_images(be, p, &data.images)?;
+    let failed: Vec<(usize, String)> = embedded
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.as_ref().err().map(|why| (i, why.clone())))
+        .collect();
+    let embeddings: Vec<Vec<f32>> = embedded.into_iter().filter_map(Result::ok).collect();
+    data.drop_failed(&failed).map_err(|e| e.to_string())?;
+    for w in data.warnings() {
+        eprintln!("webformer: {w}");
+    }
+    let trained = block_on_ready(train_head(
+        be,
+        &embeddings,
+        &data.labels,
+        &data.label_names,
+        config,
+        |r| {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            true
+        },
+    ))
+    .map_err(|e| e.to_string())?;
+    let meta = HeadMeta {
+        labels: data.label_names.clone(),
+        encoder: args.model.display().to_string(),
+        input: embeddings[0].len(),
+        hidden: config.hidden,
+        pooling: "cls".into(),
+        metrics: Some(trained.metrics.clone()),
+        config: Some(*config),
+    };
+    let weights = trained.head.to_host(be).map_err(|e| e.to_string())?;
+    let bytes = head_to_safetensors(&weights, &meta).map_err(|e| e.to_string())?;
+    std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    let json_path = out.with_extension("json");
+    let json = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?;
+    std::fs::write(&json_path, json).map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let m = &trained.metrics;
+    print(
+        json!({
+            "done": true,
+            "epochs": trained.history.len(),
+            "best_epoch": trained.best_epoch,
+            "stopped_early": trained.stopped_early,
+            "labels": data.label_names,
+            "val_accuracy": m.accuracy,
+            "macro_f1": m.macro_f1,
+            "confusion": m.confusion,
+            "per_class": m.per_class,
+            "skipped_files": data.skipped,
+            "out": out.display().to_string(),
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// Each image's `[CLS]` embedding (what a ViT's classifier reads), or why the file could not
+/// be read; progress on stderr.
+fn embed_images<B: Backend>(
+    be: &B,
+    p: &Pipeline<B>,
+    images: &[(String, Vec<u8>)],
+) -> Result<Vec<Result<Vec<f32>, String>>, String> {
+    let pre = p
+        .preprocessor
+        .as_ref()
+        .ok_or("this model takes text; train on images with an image model (a ViT)")?;
+    let mut out = Vec::with_capacity(images.len());
+    let start = std::time::Instant::now();
+    for chunk in images.chunks(64) {
+        let mut pixels = Vec::new();
+        let mut slots = Vec::new();
+        for (name, bytes) in chunk {
+            match preprocess_bytes(name, bytes, pre) {
+                Ok(px) => {
+                    slots.push(Ok(()));
+                    pixels.push(px);
+                }
+                Err(e) => slots.push(Err(e.to_string())),
+            }
+        }
+        let preds = p
+            .model
+            .run_images(be, &pixels, Want::default())
+            .map_err(|e| e.to_string())?;
+        let mut preds = preds.into_iter();
+        out.extend(
+            slots
+                .into_iter()
+                .map(|s| s.map(|()| preds.next().map(|pr| pr.cls).unwrap_or_default())),
+        );
+        eprintln!(
+            "webformer: embedded {}/{} images ({:.0} images/s)",
+            out.len(),
+            images.len(),
+            out.len() as f64 / start.elapsed().as_secs_f64().max(1e-9)
+        );
+    }
+    Ok(out)
+}
+
+/// `image --head`: the ViT's `[CLS]` embeddings through a trained image head.
+fn classify_images_with_head<B: Backend>(
+    be: &B,
+    p: &Pipeline<B>,
+    args: &ModelArgs,
+    head_path: &Path,
+    paths: &[PathBuf],
+) -> Result<(), String> {
+    let (weights, meta) = head_from_safetensors(&head_path.display().to_string(), &read(head_path)?)
+        .map_err(|e| e.to_string())?;
+    if meta.pooling != "cls" {
+        return Err(format!(
+            "{}: this head was trained on {} pooled text embeddings; use it with `webformer text --head`",
+            head_path.display(),
+            meta.pooling
+        ));
+    }
+    let width = p.model.config.hidden_size();
+    if width != meta.input {
+        return Err(format!(
+            "{}: the head takes {}-wide embeddings (trained on {}), but {} gives {width}",
+            head_path.display(),
+            meta.input,
+            meta.encoder,
+            args.model.display()
+        ));
+    }
+    let head = Head::from_host(be, meta.head_config(), &weights).map_err(|e| e.to_string())?;
+    let images = paths
+        .iter()
+        .map(|f| read(f).map(|b| (f.display().to_string(), b)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let preds = p
+        .run_images(be, &images, want(args))
+        .map_err(|e| e.to_string())?;
+    let embeddings: Vec<Vec<f32>> = preds.iter().map(|pr| pr.cls.clone()).collect();
+    let logits = classify_embeddings(be, &head, &embeddings).map_err(|e| e.to_string())?;
+    for (pr, l) in preds.into_iter().zip(logits) {
+        let probs = softmax(&l);
+        let best = probs
+            .iter()
+            .enumerate()
+            .fold(0, |b, (j, &v)| if v > probs[b] { j } else { b });
+        let mut m = Map::new();
+        m.insert("logits".into(), json!(l));
+        m.insert("probs".into(), json!(probs));
+        m.insert("label".into(), json!(meta.labels[best]));
+        if let Some(a) = pr.attentions {
+            m.insert("attentions".into(), json!(a));
+        }
+        print(m);
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! files → [`config`] + [`checkpoint`] + [`tokenize`] / `image` → [`models`] (embeddings and
 //! heads) around the shared [`encoder`], on a [`backend`] → [`model::Prediction`].
-//! Learning: CSV → [`dataset`] → embeddings → [`finetune`] (the loop) over [`train`] (the
+//! Learning: CSV → [`dataset`] (or images in classes → [`image_dataset`]) → embeddings → [`finetune`] (the loop) over [`train`] (the
 //! head and its AdamW step).
 
 pub mod backend;
@@ -11,8 +11,10 @@ pub mod config;
 pub mod dataset;
 pub mod encoder;
 pub mod error;
+pub mod explain;
 pub mod finetune;
 pub mod image;
+pub mod image_dataset;
 pub mod model;
 pub mod models;
 pub mod pipeline;

@@ -5,6 +5,7 @@ use super::Ctx;
 use crate::engine::backend::TrainOps;
 use crate::engine::encoder::Want;
 use crate::engine::finetune::{train_head, EpochReport, Metrics, TrainConfig};
+use crate::engine::image::preprocess_bytes;
 use crate::engine::pipeline::Pipeline;
 use crate::engine::train::HostTensor;
 use crate::engine::EngineError;
@@ -60,7 +61,9 @@ pub(super) struct ClassifyImages {
 }
 
 impl Job for ClassifyImages {
-    type Output = Vec<ImageResult>;
+    /// Each image's result and its `[CLS]` embedding (empty for a file that is not an
+    /// image), for a trained head.
+    type Output = Vec<(ImageResult, Vec<f32>)>;
 
     /// One image at a time, so that a file that is not an image gets its own message and
     /// the others their answers.
@@ -79,7 +82,7 @@ impl Job for ClassifyImages {
             {
                 Ok(mut preds) => {
                     let pr = preds.remove(0);
-                    ImageResult {
+                    let result = ImageResult {
                         name: image.0.clone(),
                         label: pr.label.unwrap_or_default(),
                         labels: if pr.probs.is_some() {
@@ -90,16 +93,22 @@ impl Job for ClassifyImages {
                         probs: pr.probs.unwrap_or_default(),
                         attentions: pr.attentions,
                         error: None,
-                    }
+                        head: None,
+                    };
+                    (result, pr.cls)
                 }
-                Err(e @ EngineError::Image { .. }) => ImageResult {
-                    name: image.0.clone(),
-                    label: String::new(),
-                    labels: Vec::new(),
-                    probs: Vec::new(),
-                    attentions: None,
-                    error: Some(e.to_string()),
-                },
+                Err(e @ EngineError::Image { .. }) => {
+                    let result = ImageResult {
+                        name: image.0.clone(),
+                        label: String::new(),
+                        labels: Vec::new(),
+                        probs: Vec::new(),
+                        attentions: None,
+                        error: Some(e.to_string()),
+                        head: None,
+                    };
+                    (result, Vec::new())
+                }
                 Err(e) => return Err(e),
             };
             out.push(result);
@@ -131,6 +140,56 @@ impl Job for EmbedTexts<'_> {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let preds = p.run_texts_async(be, &refs, Want::default()).await?;
             out.extend(preds.into_iter().map(|t| t.prediction.embedding));
+            (self.ctx.progress)(Progress::stage("embedding", out.len() as u64, total));
+            (self.ctx.pause)().await;
+        }
+        Ok(out)
+    }
+}
+
+/// The `[CLS]` embeddings of many images (after the final LayerNorm: what a ViT's own
+/// classifier reads), in batches, with progress; a file that does not decode gets its
+/// message instead, and the others go on.
+pub(super) struct EmbedImages<'a> {
+    pub images: &'a [(String, Vec<u8>)],
+    pub ctx: &'a Ctx<'a>,
+}
+
+impl Job for EmbedImages<'_> {
+    type Output = Vec<Result<Vec<f32>, String>>;
+
+    async fn run<B: TrainOps>(&self, p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError> {
+        let pre = match (&p.preprocessor, p.model.config.architecture.is_vision()) {
+            (Some(pre), true) => pre,
+            _ => {
+                return Err(EngineError::Input(
+                    "the loaded model takes text; load an image model (ViT) to train on images".into(),
+                ))
+            }
+        };
+        let total = self.images.len() as u64;
+        let mut out: Vec<Result<Vec<f32>, String>> = Vec::with_capacity(self.images.len());
+        (self.ctx.progress)(Progress::stage("embedding", 0, total));
+        for chunk in self.images.chunks(EMBED_BATCH) {
+            if (self.ctx.cancelled)() {
+                return Err(EngineError::Input("cancelled".into()));
+            }
+            let mut pixels = Vec::with_capacity(chunk.len());
+            let mut slots = Vec::with_capacity(chunk.len());
+            for (name, bytes) in chunk {
+                match preprocess_bytes(name, bytes, pre) {
+                    Ok(px) => {
+                        slots.push(Ok(pixels.len()));
+                        pixels.push(px);
+                    }
+                    Err(e) => slots.push(Err(e.to_string())),
+                }
+            }
+            let preds = p.model.run_images_async(be, &pixels, Want::default()).await?;
+            let mut preds = preds.into_iter();
+            for slot in slots {
+                out.push(slot.map(|_| preds.next().map(|pr| pr.cls).unwrap_or_default()));
+            }
             (self.ctx.progress)(Progress::stage("embedding", out.len() as u64, total));
             (self.ctx.pause)().await;
         }

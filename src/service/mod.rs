@@ -6,6 +6,7 @@
 //! for the page ([`Service::take_backend_change`]): the user's request is answered, not lost.
 
 mod finetune;
+mod finetune_images;
 mod jobs;
 
 use std::future::Future;
@@ -40,6 +41,11 @@ pub struct Service {
     embedded: Option<(String, Vec<Vec<f32>>)>,
     /// The head the user trained or imported, used next to (or instead of) the model's own.
     head: Option<(Vec<HostTensor>, HeadMeta)>,
+    /// Embeddings of the last image training's images (or why one could not be read), keyed
+    /// by model and the images' fingerprint.
+    image_embedded: Option<(String, finetune_images::Embedded)>,
+    /// The head trained (or imported) for images, kept apart from the text head.
+    image_head: Option<(Vec<HostTensor>, HeadMeta)>,
 }
 
 /// What the worker shell gives a request besides its data: where progress goes, whether the
@@ -130,6 +136,12 @@ impl Service {
             },
             Request::ProbeBackend { .. } => error("backend probing needs the browser's worker"),
             Request::SimulateGpuLoss => self.simulate_gpu_loss(),
+            Request::TrainImages {
+                classes,
+                names,
+                config,
+            } => self.train_images(classes, names, files, config, ctx).await,
+            Request::ExportImageHead => self.export_image_head(),
             Request::LoadTokenizer { source, json } => {
                 match TextTokenizer::from_bytes(&source, json.as_bytes(), None) {
                     Ok(tok) => {
@@ -293,7 +305,7 @@ impl Service {
         };
         let images = names.into_iter().zip(files).collect();
         match self.run(ClassifyImages { images, want }).await {
-            Ok(results) => Response::ImageResults { results },
+            Ok(results) => self.with_image_head(results),
             Err(e) => error(e),
         }
     }
