@@ -118,3 +118,46 @@ fn backend_labels() {
     assert_eq!(BackendChoice::parse("cpu"), Some(BackendChoice::Cpu));
     assert_eq!(BackendChoice::parse("gpu"), None);
 }
+
+/// The token view shows what the model reads: loading a text model switches the service to
+/// its tokenizer (here a cased one, after the uncased demo).
+#[test]
+fn a_loaded_text_model_brings_its_tokenizer() {
+    let mut service = Service::new();
+    handle(
+        &mut service,
+        Request::LoadTokenizer {
+            source: "demo".into(),
+            json: demo_json(),
+        },
+    );
+    let ids = |service: &mut Service| match handle(service, Request::Tokenize { text: "Hello World".into() }) {
+        Response::Tokens { tokens } => tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
+        other => panic!("expected tokens, got {other:?}"),
+    };
+    let demo = ids(&mut service);
+
+    let dir = std::path::Path::new("tests/fixtures/bert-cased-cls");
+    let names = ["config.json", "model.safetensors", "tokenizer.json"];
+    let files = names.iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect();
+    let r = pollster::block_on(service.handle(
+        Request::LoadModel {
+            source: "bert-cased-cls".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+        },
+        files,
+        &Ctx::quiet(),
+    ));
+    assert!(matches!(r, Response::ModelLoaded(_)), "{r:?}");
+    let own = webformer::engine::tokenize::TextTokenizer::from_bytes(
+        "tokenizer.json",
+        &std::fs::read(dir.join("tokenizer.json")).unwrap(),
+        None,
+    )
+    .unwrap()
+    .encode("Hello World")
+    .unwrap();
+    let want: Vec<u32> = own.iter().map(|t| t.id).collect();
+    assert_ne!(want, demo, "the fixture's tokenizer differs from the demo's");
+    assert_eq!(ids(&mut service), want);
+}

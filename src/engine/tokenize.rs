@@ -17,6 +17,7 @@ pub struct Token {
 }
 
 /// A `tokenizer.json`, configured to encode inputs as given.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
 }

@@ -203,6 +203,11 @@ impl Service {
                 } else {
                     named
                 };
+                // The live token view shows what the model will read: its own tokenizer
+                // (until another tokenizer.json is loaded by hand).
+                if let Some(tok) = engine.tokenizer() {
+                    self.tokenizer = Some(tok.clone());
+                }
                 // Only a model that loaded replaces the current one: a bad file loses nothing.
                 self.model = Some(Loaded {
                     engine,
@@ -363,6 +368,14 @@ impl Service {
 }
 
 impl Engine {
+    fn tokenizer(&self) -> Option<&TextTokenizer> {
+        match self {
+            Engine::Cpu(p) => p.tokenizer.as_ref(),
+            #[cfg(feature = "webgpu")]
+            Engine::Gpu(p) => p.tokenizer.as_ref(),
+        }
+    }
+
     fn pipeline_info(&self) -> PipelineInfo<'_> {
         match self {
             Engine::Cpu(p) => PipelineInfo {

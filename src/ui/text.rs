@@ -139,6 +139,17 @@ pub fn TextPanel(
         }
     };
 
+    // A text model brings its own tokenizer, which the worker now uses for the token view.
+    {
+        let tokenize = tokenize.clone();
+        Effect::new(move || {
+            if let Some(m) = model.get().filter(|m| m.modality == "text") {
+                set_tokenizer.set(Some(format!("the model's own ({})", m.source)));
+                tokenize();
+            }
+        });
+    }
+
     {
         let load = load.clone();
         spawn_local(async move {

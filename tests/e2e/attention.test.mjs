@@ -1,5 +1,6 @@
 // The attention explorer: a classified sentence's attention heatmap is drawn on a canvas,
-// changes with the layer and the head, and says the value under the pointer.
+// changes with the layer and the head, says the value under the pointer and paints that
+// value's colour; the line view focuses on a token; the layer × head grid selects a head.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve } from './server.mjs';
@@ -48,6 +49,40 @@ test('attention heatmap is drawn and follows the layer and head pickers', async 
     // Hover over the first cell: [CLS] attends to [CLS].
     await canvas.hover({ position: { x: 95, y: 95 } });
     await page.getByTestId('attention-hover').filter({ hasText: '“[CLS]” attends to “[CLS]”' }).waitFor();
+    // The cell's colour is the colour scale at the value the hover reports.
+    const hovered = await page.getByTestId('attention-hover').textContent();
+    const v = Number(hovered.split(': ').pop());
+    assert.ok(v > 0 && v <= 1, `a probability: ${hovered}`);
+    const pixel = await canvas.evaluate((c) => {
+      const d = window.devicePixelRatio;
+      return Array.from(c.getContext('2d').getImageData(Math.floor(99 * d), Math.floor(99 * d), 1, 1).data);
+    });
+    const t = Math.sqrt(v);
+    const want = [255 - 225 * t, 255 - 175 * t, 255 - 55 * t];
+    for (let i = 0; i < 3; i++) {
+      assert.ok(Math.abs(pixel[i] - want[i]) <= 3, `cell colour ${pixel} for ${v}, want ${want.map(Math.round)}`);
+    }
+
+    // Line view: drawn; pointing at the first token on the left focuses its lines.
+    const lines = page.getByTestId('attention-lines');
+    const allLines = await lines.evaluate((c) => c.toDataURL());
+    await lines.hover({ position: { x: 60, y: 12 } });
+    await page.waitForFunction(() => document.querySelector('[data-testid=attention-lines]').dataset.focus === '0');
+    assert.notEqual(await lines.evaluate((c) => c.toDataURL()), allLines, 'focus redraws the lines');
+
+    // Small multiples: every layer × head; clicking one selects it in the pickers.
+    const grid = page.getByTestId('attention-grid');
+    assert.equal(await grid.getAttribute('data-layers'), '2');
+    assert.equal(await grid.getAttribute('data-heads'), '4');
+    const box = await grid.boundingBox();
+    // Layer 2, head 4: the bottom-right thumbnail.
+    await grid.click({ position: { x: box.width - 10, y: box.height - 10 } });
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-testid=attention-heatmap]');
+      return c.dataset.layer === '1' && c.dataset.head === '3';
+    });
+    assert.equal(await page.getByTestId('attention-layer').inputValue(), '1');
+    assert.equal(await page.getByTestId('attention-head').inputValue(), '3');
     await page.screenshot({ path: 'docs/screenshots/attention.png', fullPage: true });
     assert.deepEqual(problems, []);
   } finally {
