@@ -101,3 +101,7 @@ export CARGO_TARGET_DIR="\${CARGO_TARGET_DIR:-\$HOME/.cache/webformer/target}"
 export WEBFORMER_WASM_ENV='$wasm_env'
 SH
 say "ready: $(trunk --version), $(wasm-bindgen --version), wasm-opt $(wasm-opt --version | head -n1)"
+
+# Offline default heads (the served site's sentiment head for all-MiniLM-L6-v2), trained
+# by our own fine-tuning on the Pang & Lee train split; only when missing or stale.
+scripts/make-default-heads.sh
