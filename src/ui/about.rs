@@ -7,8 +7,9 @@ pub fn AboutPanel() -> impl IntoView {
             <h2 id="about-title">"About webformer"</h2>
             <p>
                 "webformer runs transformer models (BERT, DistilBERT, MiniLM, ViT) entirely in this page: "
-                "you open a model's files from your disk (downloading from the Hugging Face hub comes "
-                "next), and every computation happens on your machine, on WebGPU when the browser offers "
+                "you pick one the site ships (it works offline), download one from the Hugging Face hub "
+                "(kept in this browser for the next visit), or open a model's files from your disk. "
+                "Every computation happens on your machine, on WebGPU when the browser offers "
                 "it, otherwise on the CPU with WebAssembly SIMD. Fine-tuning trains a small head on the "
                 "frozen model's embeddings, here too."
             </p>

@@ -4,9 +4,11 @@
 mod about;
 mod attention;
 mod debug;
+mod download;
 mod finetune;
 mod images;
 mod model_files;
+mod models;
 mod status;
 mod text;
 pub mod worker_client;
@@ -90,7 +92,7 @@ pub fn App() -> impl IntoView {
             };
             view! {
                 <status::BackendStatus client=client.clone() choice=backend_from_url() />
-                <model_files::ModelFiles client=client set_model=set_model />
+                <model_files::ModelFiles client=client set_model=set_model set_head=set_head />
                 <nav class="areas" role="tablist" aria-label="Tasks">
                     {Area::ALL
                         .into_iter()

@@ -3,8 +3,26 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use super::models::{LoadProgress, LoadUi, ModelCatalogue};
 use super::worker_client::WorkerClient;
-use crate::protocol::{ModelInfo, Progress, Request, Response};
+use crate::protocol::{HeadInfo, ModelInfo, Progress, Request, Response};
+
+/// The status line once a model is in: what it is, where it runs, its labels.
+pub fn loaded_text(info: &ModelInfo) -> String {
+    format!(
+        "Loaded {} ({} layers × {} heads, hidden {}) on {}{}",
+        info.architecture,
+        info.layers,
+        info.heads,
+        info.hidden,
+        info.backend,
+        if info.labels.is_empty() {
+            String::new()
+        } else {
+            format!(", labels: {}", info.labels.join(", "))
+        }
+    )
+}
 
 async fn read_buffer(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
     JsFuture::from(file.array_buffer())
@@ -14,14 +32,29 @@ async fn read_buffer(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String
         .map_err(|_| format!("{} did not read as bytes", file.name()))
 }
 
-/// "Open local files": the user picks a model's files (config.json, *.safetensors,
-/// tokenizer.json, preprocessor_config.json) and the worker loads them.
+/// Loading a model: from the catalogue (site, hub or cache) or from local files (the user
+/// picks config.json, *.safetensors, tokenizer.json, preprocessor_config.json). Both share
+/// one status line, progress bar and error.
 #[component]
-pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>>) -> impl IntoView {
+pub fn ModelFiles(
+    client: WorkerClient,
+    set_model: WriteSignal<Option<ModelInfo>>,
+    set_head: WriteSignal<Option<HeadInfo>>,
+) -> impl IntoView {
     let (status, set_status) = signal("No model loaded.".to_string());
     let (error, set_error) = signal(None::<String>);
     let (busy, set_busy) = signal(false);
-    let (progress, set_progress) = signal(None::<Progress>);
+    let (progress, set_progress) = signal(None::<LoadProgress>);
+    let ui = LoadUi {
+        set_model,
+        set_head,
+        set_status,
+        set_error,
+        set_progress,
+        busy,
+        set_busy,
+    };
+    let catalogue_client = client.clone();
 
     let on_pick = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -52,7 +85,7 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
             let source = "local files".to_string();
             let on_progress = move |p: Progress| {
                 set_status.set(format!("Loading: {}…", p.stage));
-                set_progress.set(Some(p));
+                set_progress.set(Some(LoadProgress::Worker(p)));
             };
             let answer = client
                 .call_with_progress(Request::LoadModel { source, names }, buffers, on_progress)
@@ -61,19 +94,7 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
             match answer {
                 Ok(Response::ModelLoaded(info)) => {
                     set_error.set(None);
-                    set_status.set(format!(
-                        "Loaded {} ({} layers × {} heads, hidden {}) on {}{}",
-                        info.architecture,
-                        info.layers,
-                        info.heads,
-                        info.hidden,
-                        info.backend,
-                        if info.labels.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", labels: {}", info.labels.join(", "))
-                        }
-                    ));
+                    set_status.set(loaded_text(&info));
                     set_model.set(Some(info));
                 }
                 Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
@@ -86,6 +107,7 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
 
     view! {
         <div class="model-files">
+            <ModelCatalogue client=catalogue_client ui=ui />
             <label>
                 "Open a model from local files (config.json, *.safetensors, and tokenizer.json for text "
                 "or preprocessor_config.json for images): "
@@ -95,8 +117,8 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
             {move || {
                 progress
                     .get()
-                    .map(|p| {
-                        view! {
+                    .map(|p| match p {
+                        LoadProgress::Worker(p) => view! {
                             <progress
                                 data-testid="load-progress"
                                 data-stage=p.stage.clone()
@@ -105,6 +127,27 @@ pub fn ModelFiles(client: WorkerClient, set_model: WriteSignal<Option<ModelInfo>
                                 aria-label=format!("Loading the model: {}", p.stage)
                             ></progress>
                         }
+                        .into_any(),
+                        // Bytes arriving: this file and all files, as a bar and as text.
+                        LoadProgress::Download(d) => view! {
+                            <div
+                                class="download-progress"
+                                data-testid="load-progress"
+                                data-stage="download"
+                                data-file=d.file.clone()
+                                data-done=d.done
+                                data-all-done=d.all_done
+                                data-all-total=d.all_total
+                            >
+                                <progress
+                                    max=d.all_total.max(1)
+                                    value=d.all_done
+                                    aria-label="Downloading the model"
+                                ></progress>
+                                <span>{d.text()}</span>
+                            </div>
+                        }
+                        .into_any(),
                     })
             }}
             {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}

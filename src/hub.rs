@@ -1,0 +1,222 @@
+//! Model downloads without web APIs: hub URLs, repo ids, what arrived and whether it is
+//! what was asked for, progress text. The page's downloader (`ui/models.rs`) does the
+//! fetching; keeping the decisions here lets native tests check them.
+
+use serde::{Deserialize, Serialize};
+
+/// The Hugging Face hub; the page lets the user (or `?hub=URL`) point elsewhere.
+pub const DEFAULT_HUB: &str = "https://huggingface.co";
+/// The Cache API cache that keeps downloaded files between visits.
+pub const CACHE_NAME: &str = "webformer-models";
+/// Attempts per file after the first, when the network fails midway.
+pub const RETRIES: u32 = 4;
+
+/// A model the catalogue offers from the hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubDefault {
+    pub repo: &'static str,
+    pub title: &'static str,
+}
+
+/// Good hub models for each task (online use).
+pub const HUB_DEFAULTS: [HubDefault; 3] = [
+    HubDefault {
+        repo: "distilbert-base-uncased-finetuned-sst-2-english",
+        title: "Sentiment: DistilBERT SST-2 (268 MB)",
+    },
+    HubDefault {
+        repo: "google/vit-base-patch16-224",
+        title: "Images: ViT-Base ImageNet (346 MB)",
+    },
+    HubDefault {
+        repo: "sentence-transformers/all-MiniLM-L6-v2",
+        title: "Encoder for fine-tuning: all-MiniLM-L6-v2 (91 MB)",
+    },
+];
+
+/// `models/index.json`, written by `scripts/offline-models.sh` next to the site: the
+/// models the site itself serves, so it works with no internet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineIndex {
+    pub models: Vec<OfflineModel>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineModel {
+    /// Folder under `models/`.
+    pub id: String,
+    pub title: String,
+    pub files: Vec<OfflineFile>,
+    /// A trained head (`head.safetensors`, path under `models/`) installed with the model.
+    #[serde(default)]
+    pub head: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// `owner/name` (or a bare legacy `name`) as the hub spells repo ids.
+pub fn check_repo_id(id: &str) -> Result<(), String> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !p.starts_with(['-', '.'])
+            && !p.ends_with(['-', '.'])
+            && !p.contains("..")
+    };
+    if id.is_empty() {
+        return Err("type a hub repo id, e.g. google/vit-base-patch16-224".into());
+    }
+    if parts.len() > 2 || !parts.iter().all(|p| ok_part(p)) {
+        return Err(format!(
+            "{id:?} is not a hub repo id: expected owner/name with letters, digits, '-', '_' or '.', \
+             e.g. google/vit-base-patch16-224"
+        ));
+    }
+    Ok(())
+}
+
+/// Splits `repo@revision` (revision defaults to `main`).
+pub fn split_revision(input: &str) -> (String, String) {
+    match input.trim().split_once('@') {
+        Some((repo, rev)) if !rev.is_empty() => (repo.to_string(), rev.to_string()),
+        Some((repo, _)) => (repo.to_string(), "main".into()),
+        None => (input.trim().to_string(), "main".into()),
+    }
+}
+
+/// The hub's `resolve` URL of one file of a repo.
+pub fn resolve_url(base: &str, repo: &str, revision: &str, file: &str) -> String {
+    format!("{}/{repo}/resolve/{revision}/{file}", base.trim_end_matches('/'))
+}
+
+/// Checks a base URL typed by the user: http(s) only.
+pub fn check_base(base: &str) -> Result<String, String> {
+    let b = base.trim().trim_end_matches('/');
+    if b.starts_with("https://") || b.starts_with("http://") {
+        Ok(b.to_string())
+    } else {
+        Err(format!(
+            "hub URL {base:?} must start with https:// (or http:// for a local mirror)"
+        ))
+    }
+}
+
+/// What the user reads for a failed HTTP answer.
+pub fn status_message(file: &str, url: &str, status: u16) -> String {
+    match status {
+        404 => format!("{file}: not found at {url} (404): check the repo id and revision"),
+        401 | 403 => format!(
+            "{file}: the hub refused access ({status}): the repo is gated or private; webformer \
+             downloads public models only (or open the files locally)"
+        ),
+        416 => format!("{file}: the server rejected the byte range asked for (416)"),
+        429 => format!("{file}: the hub asks to slow down (429); try again in a minute"),
+        s => format!("{file}: the server answered HTTP {s} for {url}"),
+    }
+}
+
+/// A JSON file as it arrived: an HTML page (a login wall, a wrong mirror, an error page)
+/// or an empty or broken file each gets its own message.
+pub fn check_json(file: &str, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start else {
+        return Err(format!("{file} is empty"));
+    };
+    if bytes[start] == b'<' {
+        return Err(format!(
+            "{file}: the server sent an HTML page instead of JSON (a wrong hub URL, a login or an \
+             error page?)"
+        ));
+    }
+    serde_json::from_slice(&bytes[start..]).map_err(|e| format!("{file} is not valid JSON: {e}"))
+}
+
+/// The shard files a `model.safetensors.index.json` lists, each once, sorted.
+pub fn shard_names(index: &[u8]) -> Result<Vec<String>, String> {
+    let file = "model.safetensors.index.json";
+    let value = check_json(file, index)?;
+    let map = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| format!("{file} has no weight_map"))?;
+    let mut shards = Vec::new();
+    for v in map.values() {
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("{file}: weight_map values must be file names"))?;
+        if s.contains('/') || s.contains("..") || !s.ends_with(".safetensors") {
+            return Err(format!(
+                "{file} lists {s:?}, which is not a .safetensors file of the repo"
+            ));
+        }
+        shards.push(s.to_string());
+    }
+    shards.sort();
+    shards.dedup();
+    if shards.is_empty() {
+        return Err(format!("{file} lists no shards"));
+    }
+    Ok(shards)
+}
+
+/// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL if known).
+pub fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
+    let rest = header.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _end) = range.split_once('-')?;
+    let start = start.trim().parse().ok()?;
+    let total = total.trim().parse().ok();
+    Some((start, total))
+}
+
+/// How a response to a request for bytes from `have` on is to be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Append: the server sent the rest (206 from `have`).
+    Append,
+    /// Start over: the server sent the whole file (200: it ignores `Range`), or a range
+    /// that does not start where we are.
+    Restart,
+}
+
+/// Decides how to use an answer with `status` (and its `Content-Range`) when `have` bytes
+/// are already here.
+pub fn resume_kind(have: u64, status: u16, content_range: Option<&str>) -> Resume {
+    if have > 0 && status == 206 {
+        if let Some((start, _)) = content_range.and_then(parse_content_range) {
+            if start == have {
+                return Resume::Append;
+            }
+        }
+    }
+    Resume::Restart
+}
+
+/// Milliseconds to wait before retry `attempt` (1-based): 0.5 s, 1 s, 2 s, 4 s.
+pub fn backoff_ms(attempt: u32) -> u32 {
+    500u32.saturating_mul(1 << attempt.saturating_sub(1).min(6))
+}
+
+/// Megabytes with one decimal ("4.5").
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+/// "model.safetensors 1.2 / 4.5 MB, total 30%": the file being downloaded and all files.
+pub fn progress_text(file: &str, done: u64, size: Option<u64>, all_done: u64, all_total: u64) -> String {
+    let file_part = match size {
+        Some(s) => format!("{file} {} / {} MB", mb(done), mb(s)),
+        None => format!("{file} {} MB", mb(done)),
+    };
+    if all_total == 0 {
+        return file_part;
+    }
+    let pct = (all_done.min(all_total) as f64 * 100.0 / all_total as f64).floor();
+    format!("{file_part}, total {pct:.0}%")
+}

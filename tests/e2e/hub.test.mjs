@@ -1,0 +1,246 @@
+// Models from a hub: a local server stands in for huggingface.co (resolve URLs, HEAD, Range).
+// Downloads show byte progress, resume after a cut connection, are kept in the Cache API
+// (a reload loads them with the hub stopped), can be cancelled and deleted; bad files get
+// specific messages and the app keeps working. Also the offline defaults the site serves.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { serve } from './server.mjs';
+import { launch, open } from './browser.mjs';
+import { FIXTURES, classify, goldenTexts, worstProbDiff } from './models.mjs';
+
+const DIST = process.env.WEBFORMER_DIST ?? 'dist';
+const MODEL = 'bert-uncased-cls';
+const REPO = `webformer-test/${MODEL}`;
+const FILES = ['config.json', 'tokenizer.json', 'model.safetensors'];
+const BYTES = FILES.reduce((n, f) => n + statSync(join(FIXTURES, MODEL, f)).size, 0);
+let site;
+
+before(async () => {
+  site = await serve(DIST);
+});
+after(async () => {
+  await site?.close();
+});
+
+function appUrl(hub) {
+  return `${site.url}?backend=cpu&hub=${encodeURIComponent(`${hub.url}hub`)}`;
+}
+
+/** Records every distinct state of the loading bar into window.__progress. */
+async function watchProgress(page) {
+  await page.evaluate(() => {
+    window.__progress = [];
+    new MutationObserver(() => {
+      const el = document.querySelector('[data-testid=load-progress]');
+      if (!el) return;
+      const d = { ...el.dataset, text: el.textContent };
+      if (window.__progress.at(-1)?.text !== d.text) window.__progress.push(d);
+    }).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+  });
+}
+
+/** Types a repo id, clicks Load, waits until loading ends; returns { status, error }. */
+async function loadRepo(page, repo) {
+  await page.getByTestId('model-repo').fill(repo);
+  assert.equal(await page.getByTestId('model-select').inputValue(), 'custom');
+  return clickLoad(page);
+}
+
+async function clickLoad(page) {
+  await page.getByTestId('model-load').click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=model-load]').disabled, null, {
+    timeout: 180_000,
+  });
+  const error = page.getByTestId('error');
+  return {
+    status: await page.getByTestId('model-status').textContent(),
+    error: (await error.count()) ? await error.first().textContent() : null,
+  };
+}
+
+async function storedModels(page) {
+  await page.waitForFunction(() => document.querySelector('[data-testid=stored-models]'));
+  return page.getByTestId('stored-model').evaluateAll((els) =>
+    els.map((e) => ({ model: e.dataset.model, bytes: Number(e.dataset.bytes) })));
+}
+
+async function checkGoldens(page, label) {
+  const texts = goldenTexts(MODEL);
+  const worst = worstProbDiff(MODEL, texts, await classify(page, texts));
+  console.log(`# ${label}: max |Δprob| ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-4, `${label}: probabilities differ by ${worst}`);
+}
+
+test('a hub model downloads with byte progress, matches PyTorch, and loads again from the Cache API with the hub stopped', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+    await watchProgress(page);
+    const first = await loadRepo(page, REPO);
+    assert.equal(first.error, null);
+    assert.match(first.status, /Loaded BertClassifier .* on CPU/);
+    const progress = await page.evaluate(() => window.__progress);
+    const downloads = progress.filter((p) => p.stage === 'download');
+    console.log(`# ${downloads.length} download progress states, e.g. ${JSON.stringify(downloads.at(-1).text)}`);
+    for (const f of FILES) assert.ok(downloads.some((p) => p.file === f), `progress for ${f}`);
+    const last = downloads.at(-1);
+    assert.equal(Number(last.allDone), BYTES);
+    assert.equal(Number(last.allTotal), BYTES);
+    assert.match(last.text, /^model\.safetensors 0\.1 \/ 0\.1 MB, total 100%$/);
+    assert.ok(progress.some((p) => p.stage === 'building the model'), 'the worker reports too');
+    const gets = hub.hub.log.filter((r) => r.method === 'GET').map((r) => r.key);
+    assert.deepEqual(gets.sort(), FILES.map((f) => `${REPO}/${f}`).sort());
+    await checkGoldens(page, 'downloaded from the hub');
+    assert.deepEqual(await storedModels(page), [{ model: REPO, bytes: BYTES }]);
+
+    // The hub goes away; the browser still has the files.
+    await hub.close();
+    await page.reload();
+    await page.getByTestId('stored-model').waitFor();
+    assert.deepEqual(await storedModels(page), [{ model: REPO, bytes: BYTES }]);
+    const again = await loadRepo(page, REPO);
+    assert.equal(again.error, null);
+    assert.match(again.status, /Loaded BertClassifier/);
+    await checkGoldens(page, 'from the Cache API, hub stopped');
+    await page.locator('.model-files').screenshot({ path: 'docs/screenshots/models.png' });
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
+for (const ignoreRange of [false, true]) {
+  const how = ignoreRange ? 'restarts when the server ignores Range' : 'resumes with Range';
+  test(`a download cut midway ${how} and the model is intact`, async () => {
+    const hub = await serve(null, { hub: FIXTURES });
+    hub.hub.cuts.set(`${REPO}/model.safetensors`, 40_000);
+    hub.hub.ignoreRange = ignoreRange;
+    const browser = await launch({ webgpu: false });
+    try {
+      const { page } = await open(browser.context, appUrl(hub));
+      await watchProgress(page);
+      const { status, error } = await loadRepo(page, REPO);
+      assert.equal(error, null);
+      assert.match(status, /Loaded BertClassifier/);
+      const weights = hub.hub.log.filter((r) => r.method === 'GET' && r.key === `${REPO}/model.safetensors`);
+      console.log(`# requests for the weights: ${JSON.stringify(weights)}`);
+      assert.equal(weights.length, 2);
+      assert.equal(weights[0].cut, 40_000);
+      // Resumed from the bytes that had arrived (all 40,000 unless the stream dropped some).
+      const from = Number(/^bytes=(\d+)-$/.exec(weights[1].range)?.[1]);
+      assert.ok(from > 0 && from <= 40_000, `resumed from ${weights[1].range}`);
+      assert.equal(weights[1].status, ignoreRange ? 200 : 206);
+      const notes = await page.evaluate(() => window.__progress.map((p) => p.text));
+      const note = `retrying in 0.5 s (attempt 2 of 5), resuming at byte ${from}`;
+      assert.ok(notes.some((t) => t.includes(note)), notes.join('\n'));
+      await checkGoldens(page, `after a cut download (${how})`);
+    } finally {
+      await browser.close();
+      await hub.close();
+    }
+  });
+}
+
+test('bad repos and corrupt files get specific messages; the app keeps working', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  const read = (f) => readFileSync(join(FIXTURES, MODEL, f));
+  const put = (repo, files) => Object.entries(files).forEach(([f, b]) => hub.hub.files.set(`webformer-test/${repo}/${f}`, b));
+  put('truncated', { 'config.json': read('config.json'), 'tokenizer.json': read('tokenizer.json'),
+    'model.safetensors': read('model.safetensors').subarray(0, 1000) });
+  put('login-wall', { 'config.json': Buffer.from('<!doctype html><html><body>Sign in</body></html>') });
+  put('gpt', { 'config.json': Buffer.from('{"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}') });
+  put('no-tokenizer', { 'config.json': read('config.json'), 'model.safetensors': read('model.safetensors') });
+  const cases = [
+    ['webformer-test/truncated', 'webformer-test/truncated: model.safetensors: not a valid safetensors file'],
+    ['webformer-test/login-wall', 'config.json: the server sent an HTML page instead of JSON'],
+    ['webformer-test/gpt', 'architecture GPT2LMHeadModel is not supported'],
+    ['webformer-test/no-tokenizer', 'webformer-test/no-tokenizer has no tokenizer.json'],
+    ['webformer-test/missing', 'webformer-test/missing: no config.json at'],
+    ['not a repo!', '"not a repo!" is not a hub repo id'],
+  ];
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+    for (const [repo, message] of cases) {
+      const { error } = await loadRepo(page, repo);
+      console.log(`# ${repo}: ${error}`);
+      assert.ok(error?.includes(message), `${repo}: got ${JSON.stringify(error)}, want ${JSON.stringify(message)}`);
+    }
+    // The corrupt download was not kept, and a good model loads and classifies.
+    assert.deepEqual(await storedModels(page), []);
+    const good = await loadRepo(page, REPO);
+    assert.equal(good.error, null);
+    await checkGoldens(page, 'after the bad files');
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
+test('a hung download can be cancelled; a stored model can be deleted', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  hub.hub.stalls.set(`${REPO}/model.safetensors`, 30_000);
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+    await page.getByTestId('model-repo').fill(REPO);
+    await page.getByTestId('model-load').click();
+    await page.getByTestId('load-progress').filter({ hasText: 'model.safetensors 0.0 / 0.1 MB' }).waitFor();
+    await page.getByTestId('model-cancel').click();
+    await page.getByTestId('model-status').filter({ hasText: 'Download cancelled.' }).waitFor();
+    assert.equal(await page.getByTestId('load-progress').count(), 0);
+    assert.equal(await page.getByTestId('error').count(), 0);
+    // The small files that did arrive are kept; the weights are not.
+    const partial = await storedModels(page);
+    assert.deepEqual(partial.map((m) => m.model), [REPO]);
+    assert.ok(partial[0].bytes < BYTES);
+
+    const { error } = await clickLoad(page);
+    assert.equal(error, null);
+    assert.deepEqual(await storedModels(page), [{ model: REPO, bytes: BYTES }]);
+    await page.getByTestId('stored-model-delete').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=stored-models]').dataset.count === '0');
+    await page.reload();
+    await page.getByTestId('stored-models').waitFor();
+    await page.waitForTimeout(500);
+    assert.deepEqual(await storedModels(page), []);
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
+test('the offline defaults are served by the site itself', async () => {
+  const minilm = existsSync('models/all-MiniLM-L6-v2/model.safetensors');
+  const browser = await launch({ webgpu: false });
+  try {
+    // The hub points at a closed port: nothing here may need it.
+    const { page } = await open(browser.context, `${site.url}?backend=cpu&hub=http://127.0.0.1:9/hub`);
+    const select = page.getByTestId('model-select');
+    await page.waitForFunction(() => document.querySelector('[data-testid=model-select] option[value^="site:"]'));
+    const values = await select.locator('option').evaluateAll((os) => os.map((o) => o.value));
+    assert.ok(values.includes('site:vit-fashion-mnist'), values.join(', '));
+    assert.equal(values.includes('site:all-MiniLM-L6-v2'), minilm, 'MiniLM is offered when set-up fetched it');
+    await select.selectOption('site:vit-fashion-mnist');
+    const { status, error } = await clickLoad(page);
+    assert.equal(error, null);
+    assert.match(status, /Loaded VitClassifier .* labels: T-shirt\/top/);
+    const head = 'models/defaults/minilm-sentiment/head.safetensors';
+    if (minilm) {
+      await select.selectOption('site:all-MiniLM-L6-v2');
+      const loaded = await clickLoad(page);
+      assert.equal(loaded.error, null);
+      assert.match(loaded.status, /Loaded BertEncoder \(6 layers × 12 heads, hidden 384\)/);
+      if (existsSync(head)) {
+        const [result] = await classify(page, ['An utterly delightful, moving film.']);
+        console.log(`# offline MiniLM + sentiment head: ${JSON.stringify(result)}`);
+        assert.equal(result.probs.length, 2);
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+});
