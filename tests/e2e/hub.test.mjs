@@ -213,6 +213,79 @@ test('a hung download can be cancelled; a stored model can be deleted', async ()
   }
 });
 
+/** Splits a safetensors file into two shards and the index that joins them. */
+function shard(buf) {
+  const len = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + len).toString('utf8'));
+  const data = buf.subarray(8 + len);
+  const names = Object.keys(header).filter((n) => n !== '__metadata__');
+  const halves = [names.slice(0, names.length / 2), names.slice(names.length / 2)];
+  const files = {};
+  const weightMap = {};
+  halves.forEach((part, i) => {
+    const file = `model-0000${i + 1}-of-00002.safetensors`;
+    const h = {};
+    const chunks = [];
+    let offset = 0;
+    for (const n of part) {
+      const [a, b] = header[n].data_offsets;
+      h[n] = { ...header[n], data_offsets: [offset, offset + b - a] };
+      chunks.push(data.subarray(a, b));
+      offset += b - a;
+      weightMap[n] = file;
+    }
+    let json = JSON.stringify(h);
+    json += ' '.repeat((8 - (json.length % 8)) % 8);
+    const size = Buffer.alloc(8);
+    size.writeBigUInt64LE(BigInt(json.length));
+    files[file] = Buffer.concat([size, Buffer.from(json), ...chunks]);
+  });
+  files['model.safetensors.index.json'] = Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  return files;
+}
+
+test('a sharded repo (model.safetensors.index.json + shards) downloads every shard and matches PyTorch', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  const read = (f) => readFileSync(join(FIXTURES, MODEL, f));
+  const files = { 'config.json': read('config.json'), 'tokenizer.json': read('tokenizer.json'), ...shard(read('model.safetensors')) };
+  Object.entries(files).forEach(([f, b]) => hub.hub.files.set(`webformer-test/sharded/${f}`, b));
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+    const { status, error } = await loadRepo(page, 'webformer-test/sharded');
+    assert.equal(error, null);
+    assert.match(status, /Loaded BertClassifier/);
+    const gets = hub.hub.log.filter((r) => r.method === 'GET' && r.status === 200).map((r) => r.key.split('/').at(-1));
+    assert.deepEqual(gets.sort(), Object.keys(files).sort());
+    const total = Object.values(files).reduce((n, b) => n + b.length, 0);
+    assert.deepEqual(await storedModels(page), [{ model: 'webformer-test/sharded', bytes: total }]);
+    await checkGoldens(page, 'from two shards');
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
+test('without the offline folder the select says so and the hub still works', async () => {
+  const bare = await serve(DIST, { hide: ['/models/'] });
+  const hub = await serve(null, { hub: FIXTURES });
+  const browser = await launch({ webgpu: false });
+  try {
+    const url = `${bare.url}?backend=cpu&hub=${encodeURIComponent(`${hub.url}hub`)}`;
+    const { page } = await open(browser.context, url);
+    await page.getByTestId('offline-missing').waitFor({ state: 'attached' });
+    assert.match(await page.getByTestId('offline-missing').textContent(), /none: this site ships no offline models/);
+    assert.equal(await page.getByTestId('model-select').inputValue(), 'hub:distilbert-base-uncased-finetuned-sst-2-english');
+    const { error } = await loadRepo(page, REPO);
+    assert.equal(error, null);
+    await checkGoldens(page, 'site without offline models');
+  } finally {
+    await browser.close();
+    await hub.close();
+    await bare.close();
+  }
+});
+
 test('the offline defaults are served by the site itself', async () => {
   const minilm = existsSync('models/all-MiniLM-L6-v2/model.safetensors');
   const browser = await launch({ webgpu: false });

@@ -20,8 +20,9 @@ const TYPES = {
  * Serves `root` on a free port of 127.0.0.1; resolves to { url, close }. With
  * `{ hub: folder }` it also answers as a fake Hugging Face hub under `/hub/`: see `hubRoute`
  * (then the result has `hub`, its controls). `root` may be null for a hub-only server.
+ * `hide: ['/models/']` answers 404 under those paths (a site built without them).
  */
-export async function serve(root, { hub } = {}) {
+export async function serve(root, { hub, hide = [] } = {}) {
   const base = root ? resolve(root) : null;
   const controls = hub ? hubControls(hub) : null;
   const server = createServer(async (req, res) => {
@@ -29,6 +30,7 @@ export async function serve(root, { hub } = {}) {
     try {
       if (!base) throw new Error('no site here');
       const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      if (hide.some((h) => path.startsWith(h))) throw new Error('hidden');
       let file = normalize(join(base, path));
       if (!file.startsWith(base)) throw new Error('outside root');
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
