@@ -279,6 +279,18 @@ test('without the offline folder the select says so and the hub still works', as
     const { error } = await loadRepo(page, REPO);
     assert.equal(error, null);
     await checkGoldens(page, 'site without offline models');
+    // An image model without preprocessor_config.json (404): ViTImageProcessor's defaults.
+    const vit = await loadRepo(page, 'webformer-test/vit-cls');
+    assert.equal(vit.error, null);
+    assert.match(vit.status, /Loaded VitClassifier/);
+    assert.ok(hub.hub.log.some((r) => r.key.endsWith('vit-cls/preprocessor_config.json') && r.status === 404));
+    // The hub URL typed in the settings is remembered without ?hub=.
+    await page.locator('.hub-settings summary').click();
+    await page.getByTestId('hub-url').fill(`${hub.url}hub/`);
+    await page.getByTestId('hub-url').press('Enter');
+    await page.getByTestId('hub-url').blur();
+    await page.goto(`${bare.url}?backend=cpu`);
+    assert.equal(await page.getByTestId('hub-url').inputValue(), `${hub.url}hub`);
   } finally {
     await browser.close();
     await hub.close();
