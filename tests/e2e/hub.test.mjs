@@ -213,6 +213,33 @@ test('a hung download can be cancelled; a stored model can be deleted', async ()
   }
 });
 
+test('a hub that goes away midway: retries, then a clear message; the complete files are kept', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  hub.hub.stalls.set(`${REPO}/model.safetensors`, 30_000);
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+    await page.getByTestId('model-repo').fill(REPO);
+    await page.getByTestId('model-load').click();
+    await page.getByTestId('load-progress').filter({ hasText: 'model.safetensors 0.0 / 0.1 MB' }).waitFor();
+    const started = Date.now();
+    await hub.close();
+    await page.waitForFunction(() => !document.querySelector('[data-testid=model-load]').disabled, null, { timeout: 60_000 });
+    const waited = (Date.now() - started) / 1000;
+    const error = await page.getByTestId('error').textContent();
+    console.log(`# after ${waited.toFixed(1)} s: ${error}`);
+    assert.match(error, /^model\.safetensors: the download failed 5 times \(.+\); 0\.0 of 0\.1 MB had arrived/);
+    // Four waits: 0.5 + 1 + 2 + 4 s.
+    assert.ok(waited >= 7.5, `gave up after ${waited} s`);
+    const kept = await storedModels(page);
+    assert.deepEqual(kept.map((m) => m.model), [REPO]);
+    assert.equal(kept[0].bytes, BYTES - statSync(join(FIXTURES, MODEL, 'model.safetensors')).size);
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
 /** Splits a safetensors file into two shards and the index that joins them. */
 function shard(buf) {
   const len = Number(buf.readBigUInt64LE(0));
