@@ -15,7 +15,7 @@ use crate::protocol::{CsvInfo, HeadInfo, ModelInfo, Progress, Request, Response,
 /// Where the trained head lives between visits (base64 of head.safetensors).
 const STORED_HEAD: &str = "webformer.head";
 
-async fn read_bytes(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
+pub(super) async fn read_bytes(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
     JsFuture::from(file.array_buffer())
         .await
         .map_err(|e| format!("could not read {}: {e:?}", file.name()))?
@@ -48,7 +48,7 @@ fn stored_head() -> Option<Vec<u8>> {
 }
 
 /// Offers `bytes` as a download named `name`.
-fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
+pub(super) fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
     let array = js_sys::Uint8Array::from(bytes);
     let parts = js_sys::Array::of1(&array);
     let opts = web_sys::BlobPropertyBag::new();
@@ -408,7 +408,7 @@ pub fn FineTunePanel(
 
 /// Loss and accuracy per epoch, train and validation, as an SVG line chart.
 #[component]
-fn Curves(history: ReadSignal<Vec<EpochReport>>) -> impl IntoView {
+pub(super) fn Curves(history: ReadSignal<Vec<EpochReport>>) -> impl IntoView {
     const W: f64 = 320.0;
     const H: f64 = 120.0;
     let line = move |pick: fn(&EpochReport) -> f64, max: f64| {
@@ -463,7 +463,7 @@ fn Curves(history: ReadSignal<Vec<EpochReport>>) -> impl IntoView {
 
 /// The kept head's validation metrics: accuracy, confusion matrix, per-class P/R/F1.
 #[component]
-fn Results(summary: TrainSummary) -> impl IntoView {
+pub(super) fn Results(summary: TrainSummary) -> impl IntoView {
     let m = summary.metrics.clone();
     let labels = summary.labels.clone();
     let how = if summary.cancelled {

@@ -39,6 +39,36 @@ fn top(result: &ImageResult) -> Vec<(String, f32)> {
     pairs
 }
 
+/// The trained image head's answer (its top classes), next to the model's own.
+fn head_result(r: &ImageResult) -> Option<impl IntoView> {
+    let h = r.head.as_ref()?;
+    let probs = serde_json::to_string(&h.probs).unwrap_or_default();
+    let as_result = ImageResult {
+        labels: h.labels.clone(),
+        probs: h.probs.clone(),
+        ..r.clone()
+    };
+    let bars = top(&as_result)
+        .into_iter()
+        .map(|(label, p)| {
+            let pct = format!("{:.1}%", p * 100.0);
+            view! {
+                <div class="bar">
+                    <span class="bar-label">{label}</span>
+                    <span class="bar-track"><span class="bar-fill" style:width=pct.clone()></span></span>
+                    <span class="bar-value">{pct}</span>
+                </div>
+            }
+        })
+        .collect_view();
+    Some(view! {
+        <div class="head-result" data-testid="head-result" data-label=h.label.clone() data-probs=probs>
+            <p>"Your trained head: "<strong>{h.label.clone()}</strong></p>
+            {bars}
+        </div>
+    })
+}
+
 #[component]
 pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) -> impl IntoView {
     let (shown, set_shown) = signal(Vec::<Shown>::new());
@@ -188,6 +218,7 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                                     <div>
                                         <p class="result-text">{r.name.clone()}" → "<strong>{r.label.clone()}</strong></p>
                                         {body}
+                                        {head_result(&r)}
                                     </div>
                                 </li>
                             }

@@ -6,6 +6,7 @@ mod attention;
 mod debug;
 mod download;
 mod finetune;
+mod finetune_images;
 mod images;
 mod model_files;
 mod models;
@@ -84,6 +85,7 @@ pub fn App() -> impl IntoView {
                 </div>
                 <div hidden=move || shown(Area::Images)>
                     <images::ImagePanel client=client.clone() model=model />
+                    <finetune_images::ImageFineTune client=client.clone() model=model />
                 </div>
                 <div hidden=move || shown(Area::FineTune)>
                     <finetune::FineTunePanel client=client.clone() model=model head=head set_head=set_head />
