@@ -1,0 +1,209 @@
+// Browser bench: webformer's wasm worker vs transformers.js (ONNX Runtime Web, WASM backend)
+// on all-MiniLM-L6-v2 in headless Chromium. Run through bench/browser/run.sh, which prepares
+// the ONNX export and node_modules; prints markdown to stdout, progress to stderr.
+//
+//   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { cpus, loadavg } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch } from '../../tests/e2e/browser.mjs';
+import { serve } from './server.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..', '..');
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const RUNS = opt('--runs', 9);
+const WEBGPU = args.includes('--webgpu');
+const WEBGPU_RUNS = opt('--webgpu-runs', 3);
+const THREADS2 = !args.includes('--no-threads');
+const log = (...a) => console.error('[bench]', ...a);
+
+// Words that the BERT uncased vocabulary holds whole: N - 2 of them make N tokens with
+// [CLS] and [SEP]. The counts are checked with both tokenizers before timing.
+const WORDS = ('the quick brown fox jumps over a lazy dog and then runs into the big green field where many small ' +
+  'birds sing every morning while old men walk slowly along the river with their children who play games ' +
+  'near the water until the sun goes down behind the hills and it is time to go home for dinner').split(' ');
+function sentence(tokens, offset) {
+  const words = [];
+  for (let i = 0; i < tokens - 2; i++) words.push(WORDS[(offset + i) % WORDS.length]);
+  return words.join(' ');
+}
+const INPUTS = [
+  { label: '10 tokens', texts: [sentence(10, 0)], tokens: 10 },
+  { label: '32 tokens', texts: [sentence(32, 3)], tokens: 32 },
+  { label: '128 tokens', texts: [sentence(128, 7)], tokens: 128 },
+  { label: 'batch 8 × 32 tokens', texts: Array.from({ length: 8 }, (_, i) => sentence(32, 11 * i + 1)), tokens: 32 },
+];
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+
+const mounts = [
+  ['/', join(ROOT, 'dist')],
+  ['/bench/', HERE],
+  ['/tjs/', join(HERE, 'node_modules/@huggingface/transformers/dist')],
+  ['/ort/', join(HERE, 'node_modules/onnxruntime-web/dist')],
+  ['/onnx-models/minilm/', join(ROOT, '.cache/bench/minilm-onnx')],
+  ['/minilm/', join(ROOT, 'models/all-MiniLM-L6-v2')],
+  ['/heads/', join(ROOT, 'models/defaults')],
+];
+
+async function openPage(context, base) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => log('page error:', e.message));
+  page.on('console', (m) => m.type() === 'error' && log('console error:', m.text()));
+  await page.goto(`${base}bench/page.html`);
+  await page.waitForFunction(() => window.bench?.ready, null, { timeout: 60_000 });
+  return page;
+}
+
+async function main() {
+  const plain = await serve(mounts);
+  const isolated = await serve(mounts, { isolate: true });
+  const browser = await launch({ webgpu: WEBGPU });
+  const version = browser.context.browser()?.version() ?? execFileSync('/usr/bin/chromium', ['--version']).toString().trim();
+  try {
+    const main = await openPage(browser.context, plain.url);
+    log('loading ours (cpu) and transformers.js (1 thread) …');
+    const ours = await main.evaluate(() => window.bench.setupOurs('cpu', 'cpu'));
+    log('ours:', JSON.stringify(ours.backend), ours.model.backend ?? '');
+    const tjs1 = await main.evaluate(() => window.bench.setupTjs(1));
+    log('transformers.js:', JSON.stringify(tjs1));
+    let threaded = null;
+    let tjs2 = null;
+    if (THREADS2) {
+      threaded = await openPage(browser.context, isolated.url);
+      tjs2 = await threaded.evaluate(() => window.bench.setupTjs(2));
+      log('transformers.js, isolated page:', JSON.stringify(tjs2));
+      if (!tjs2.crossOriginIsolated) throw new Error('the COOP/COEP page is not cross-origin isolated');
+    }
+
+    // Token counts, by both tokenizers.
+    for (const input of INPUTS) {
+      const theirs = await main.evaluate((t) => window.bench.tjsTokens(t), input.texts);
+      const mine = (await main.evaluate((t) => window.bench.runOurs('cpu', t), input.texts)).tokens;
+      for (const n of [...theirs, ...mine]) {
+        if (n !== input.tokens) throw new Error(`${input.label}: tokenizers give ${theirs} / ${mine}`);
+      }
+    }
+
+    const sides = [
+      { name: 'ours', run: (t) => main.evaluate((x) => window.bench.runOurs('cpu', x), t), page: main },
+      { name: 'tjs1', run: (t) => main.evaluate((x) => window.bench.runTjs(x), t), page: main },
+    ];
+    if (threaded) sides.push({ name: 'tjs2', run: (t) => threaded.evaluate((x) => window.bench.runTjs(x), t), page: threaded });
+
+    // Global warm-up: V8 tiers big wasm modules up in the background.
+    log('warm-up …');
+    for (let round = 0; round < 3; round++) {
+      for (const input of INPUTS) for (const s of sides) {
+        await s.page.bringToFront();
+        await s.run(input.texts);
+      }
+    }
+    await new Promise((ok) => setTimeout(ok, 3000));
+
+    const times = {};
+    for (const input of INPUTS) {
+      times[input.label] = Object.fromEntries(sides.map((s) => [s.name, []]));
+      for (let r = 0; r < RUNS; r++) {
+        for (const s of sides) {
+          await s.page.bringToFront();
+          times[input.label][s.name].push((await s.run(input.texts)).ms);
+        }
+      }
+      log(input.label, Object.entries(times[input.label]).map(([k, v]) => `${k} ${fmt(median(v))}`).join(', '));
+    }
+
+    let gpu = null;
+    if (WEBGPU) {
+      log('ours on WebGPU (SwiftShader) …');
+      const info = await main.evaluate(() => window.bench.setupOurs('gpu', 'webgpu'));
+      gpu = { info: info.backend, times: {} };
+      log('webgpu backend:', JSON.stringify(info.backend));
+      for (const input of INPUTS) {
+        await main.evaluate((x) => window.bench.runOurs('gpu', x), input.texts);
+        const ts = [];
+        for (let r = 0; r < WEBGPU_RUNS; r++) ts.push((await main.evaluate((x) => window.bench.runOurs('gpu', x), input.texts)).ms);
+        gpu.times[input.label] = ts;
+        log('webgpu', input.label, fmt(median(ts)));
+      }
+    }
+
+    // Report.
+    const load = loadavg().map((x) => x.toFixed(2)).join(', ');
+    const out = [];
+    out.push('## Browser: all-MiniLM-L6-v2, webformer wasm (CPU) vs transformers.js (WASM)');
+    out.push('');
+    out.push(`Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${load} (at the end of the run); ${version}, headless.`);
+    out.push(`transformers.js ${tjs1.version}, onnxruntime-web ${pkgVersion('onnxruntime-web')}, fp32 ONNX export of the same weights.`);
+    out.push(`Median of ${RUNS} runs per input after a global warm-up, the sides interleaved run by run. ` +
+      'Ours: the worker round trip of classify_text (tokenize, forward, mean pool, the app\'s 384→2 sentiment head, JSON answer), 1 thread. ' +
+      'transformers.js: feature-extraction pipeline with mean pooling, ' +
+      `numThreads=1${threaded ? '; the 2-thread column is a second, cross-origin isolated page (COOP/COEP), numThreads=2' : ''}.`);
+    out.push('');
+    const head = ['input', 'ours ms (1 thread)', 'transformers.js ms (1 thread)', 'ratio ours/tjs (1 thread)'];
+    if (threaded) head.push('transformers.js ms (2 threads)', 'ratio ours(1)/tjs(2)');
+    if (gpu) head.push('ours WebGPU on SwiftShader ms (CPU emulation, not GPU speed)');
+    out.push(`| ${head.join(' | ')} |`);
+    out.push(`|${head.map((_, i) => (i ? '--:' : '---')).join('|')}|`);
+    for (const input of INPUTS) {
+      const t = times[input.label];
+      const o = median(t.ours);
+      const j1 = median(t.tjs1);
+      const row = [input.label, fmt(o), fmt(j1), `${(o / j1).toFixed(2)}×`];
+      if (threaded) {
+        const j2 = median(t.tjs2);
+        row.push(fmt(j2), `${(o / j2).toFixed(2)}×`);
+      }
+      if (gpu) row.push(fmt(median(gpu.times[input.label])));
+      out.push(`| ${row.join(' | ')} |`);
+    }
+    out.push('');
+    out.push(sizeTable([...plain.log, ...isolated.log]));
+    console.log(out.join('\n'));
+  } finally {
+    await browser.close();
+    await plain.close();
+    await isolated.close();
+  }
+}
+
+function pkgVersion(name) {
+  return JSON.parse(readFileSync(join(HERE, 'node_modules', name, 'package.json'), 'utf8')).version;
+}
+
+function sizeTable(served) {
+  const rows = [];
+  const add = (label, file) => {
+    const raw = readFileSync(file);
+    const gz = gzipSync(raw, { level: 9 });
+    rows.push(`| ${label} | ${(raw.length / 1e6).toFixed(2)} MB | ${(gz.length / 1e6).toFixed(2)} MB |`);
+  };
+  const dist = join(ROOT, 'dist');
+  const ourWasm = execFileSync('sh', ['-c', `ls ${dist}/*.wasm`]).toString().trim().split('\n');
+  for (const f of ourWasm) add(`ours: dist/${f.split('/').pop()}`, f);
+  const theirs = [...new Set(served.filter((e) => e.path.endsWith('.wasm') && e.path.startsWith('/ort/')).map((e) => e.file))];
+  for (const f of theirs) add(`transformers.js: onnxruntime-web/dist/${f.split('/').pop()} (the wasm it loaded)`, f);
+  if (!theirs.length) rows.push('| transformers.js: (no ORT wasm was fetched from /ort/ — check wasmPaths) | | |');
+  const onnx = statSync(join(ROOT, '.cache/bench/minilm-onnx/onnx/model.onnx')).size;
+  const st = statSync(join(ROOT, 'models/all-MiniLM-L6-v2/model.safetensors')).size;
+  return ['| download | raw | gzip -9 |', '|---|--:|--:|', ...rows,
+    `| weights: model.safetensors (ours) / model.onnx (tjs), fp32 | ${(st / 1e6).toFixed(1)} / ${(onnx / 1e6).toFixed(1)} MB | |`].join('\n');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Browser bench, one command: webformer's wasm worker vs transformers.js (WASM backend) on
+# all-MiniLM-L6-v2 in headless Chromium, plus the download sizes. Prints markdown.
+#
+#   bench/browser/run.sh [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
+#
+# Set-up steps run only when their output is missing: dist/ (scripts/build-web.sh),
+# bench/browser/node_modules (npm ci --ignore-scripts, from this folder's own lock file),
+# onnx + onnxruntime for the export (pip --target .cache/bench/pylib), the ONNX export
+# (bench/browser/export_onnx.py into .cache/bench/minilm-onnx). Needs scripts/setup.sh's
+# models/all-MiniLM-L6-v2, Chromium and the root node_modules (playwright-core).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+PY="${TORCH_PYTHON:-/opt/torchvenv/bin/python}"
+
+[ -f models/all-MiniLM-L6-v2/model.safetensors ] || { echo "run scripts/setup.sh first (models/all-MiniLM-L6-v2)" >&2; exit 1; }
+[ -f models/defaults/minilm-sentiment/head.safetensors ] || { echo "run scripts/setup.sh first (models/defaults/minilm-sentiment)" >&2; exit 1; }
+[ -d node_modules/playwright-core ] || { echo "run npm ci at the repository root first (playwright-core)" >&2; exit 1; }
+if ! ls dist/webformer-worker_bg.wasm >/dev/null 2>&1; then
+  echo "[run.sh] dist/ is missing: scripts/build-web.sh" >&2
+  scripts/build-web.sh >&2
+fi
+if [ ! -d "$HERE/node_modules/@huggingface/transformers" ]; then
+  echo "[run.sh] npm ci in bench/browser" >&2
+  (cd "$HERE" && npm ci --ignore-scripts --no-audit --no-fund >&2)
+fi
+if [ ! -f .cache/bench/minilm-onnx/onnx/model.onnx ]; then
+  if [ ! -d .cache/bench/pylib/onnxruntime ]; then
+    echo "[run.sh] pip install onnx onnxruntime into .cache/bench/pylib" >&2
+    "$PY" -m pip install -q --target .cache/bench/pylib onnx onnxruntime >&2
+  fi
+  "$PY" "$HERE/export_onnx.py" >&2
+fi
+
+MACHINE="nproc $(nproc); uptime:$(uptime); $(/usr/bin/chromium --version 2>/dev/null | head -1)"
+node "$HERE/bench.mjs" "$@"
+echo
+echo "Machine at the start: $MACHINE"
