@@ -1,5 +1,6 @@
 //! Image classification: drop, paste or pick images; each gets a preview and its top-5
-//! classes with probability bars. The model (a ViT) is loaded with "open local files".
+//! classes with probability bars, and "Show attention" opens the attention explorer on it
+//! (with the [CLS] overlay on the picture). The model (a ViT) is loaded above the tabs.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -16,6 +17,16 @@ const TOP: usize = 5;
 struct Shown {
     result: ImageResult,
     preview: String,
+    /// Kept to run the image again with its attention maps when asked.
+    file: web_sys::File,
+}
+
+/// Axis labels for a ViT's tokens: `[CLS]`, then the patches by row and column.
+fn patch_tokens(n: usize) -> Vec<String> {
+    let side = ((n.max(1) - 1) as f64).sqrt().round().max(1.0) as usize;
+    std::iter::once("[CLS]".to_string())
+        .chain((0..n.saturating_sub(1)).map(|i| format!("r{}c{}", i / side + 1, i % side + 1)))
+        .collect()
 }
 
 async fn read_bytes(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
@@ -75,6 +86,35 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
     let (error, set_error) = signal(None::<String>);
     let (busy, set_busy) = signal(false);
     let (runs, set_runs) = signal(0u32);
+    // The image whose attention is shown: its name, preview and maps.
+    let (explained, set_explained) = signal(None::<(String, String, super::attention::Attentions)>);
+
+    let explain = {
+        let client = client.clone();
+        move |s: Shown| {
+            let client = client.clone();
+            spawn_local(async move {
+                let bytes = match read_bytes(&s.file).await {
+                    Ok(b) => b,
+                    Err(e) => return set_error.set(Some(e)),
+                };
+                let request = Request::ClassifyImages {
+                    names: vec![s.result.name.clone()],
+                    attentions: true,
+                };
+                match client.call_with_files(request, vec![bytes]).await {
+                    Ok(Response::ImageResults { mut results }) if !results.is_empty() => {
+                        match results.remove(0).attentions {
+                            Some(a) => set_explained.set(Some((s.result.name, s.preview, a))),
+                            None => set_error.set(Some(format!("{}: no attention maps came back", s.result.name))),
+                        }
+                    }
+                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
+                    Err(m) => set_error.set(Some(m)),
+                }
+            });
+        }
+    };
 
     let classify = move |files: Vec<web_sys::File>| {
         if files.is_empty() {
@@ -86,12 +126,14 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
             let mut names = Vec::new();
             let mut buffers = Vec::new();
             let mut previews = Vec::new();
+            let mut kept = Vec::new();
             for f in &files {
                 match read_bytes(f).await {
                     Ok(b) => {
                         names.push(f.name());
                         buffers.push(b);
                         previews.push(web_sys::Url::create_object_url_with_blob(f).unwrap_or_default());
+                        kept.push(f.clone());
                     }
                     Err(e) => set_error.set(Some(e)),
                 }
@@ -108,6 +150,7 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
             match answer {
                 Ok(Response::ImageResults { results }) => {
                     set_error.set(None);
+                    set_explained.set(None);
                     for old in shown.get_untracked() {
                         let _ = web_sys::Url::revoke_object_url(&old.preview);
                     }
@@ -115,7 +158,8 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                         results
                             .into_iter()
                             .zip(previews)
-                            .map(|(result, preview)| Shown { result, preview })
+                            .zip(kept)
+                            .map(|((result, preview), file)| Shown { result, preview, file })
                             .collect(),
                     );
                 }
@@ -193,6 +237,8 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                         .get()
                         .into_iter()
                         .map(|s| {
+                            let explain = explain.clone();
+                            let to_explain = s.clone();
                             let r = s.result;
                             let probs = serde_json::to_string(&r.probs).unwrap_or_default();
                             let body = match &r.error {
@@ -219,6 +265,15 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                                         <p class="result-text">{r.name.clone()}" → "<strong>{r.label.clone()}</strong></p>
                                         {body}
                                         {head_result(&r)}
+                                        {r.error.is_none().then(|| view! {
+                                            <button
+                                                class="secondary"
+                                                data-testid="explain-image-attention"
+                                                on:click=move |_| explain(to_explain.clone())
+                                            >
+                                                "Show attention"
+                                            </button>
+                                        })}
                                     </div>
                                 </li>
                             }
@@ -226,6 +281,17 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                         .collect_view()
                 }}
             </ul>
+            {move || {
+                explained
+                    .get()
+                    .map(|(name, url, attentions)| {
+                        let n = attentions.first().and_then(|l| l.first()).map_or(0, Vec::len);
+                        view! {
+                            <h3>"Attention for "{name}</h3>
+                            <super::attention::AttentionExplorer tokens=patch_tokens(n) attentions=attentions image_url=url />
+                        }
+                    })
+            }}
         </section>
     }
 }

@@ -89,3 +89,46 @@ test('attention heatmap is drawn and follows the layer and head pickers', async 
     await browser.close();
   }
 });
+
+test('a ViT image: [CLS] attention drawn over the picture, per head and rolled out', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const DIR = 'tests/fixtures/vit-fashion-mnist';
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, problems } = await open(browser.context, `${server.url}?backend=cpu`);
+    await page.getByTestId('model-files').setInputFiles(
+      ['config.json', 'model.safetensors', 'preprocessor_config.json'].map((f) => join(DIR, f)));
+    await page.getByTestId('model-status').filter({ hasText: 'Loaded' }).waitFor({ timeout: 120_000 });
+    await page.getByTestId('tab-images').click();
+    await page.getByTestId('image-input').setInputFiles([
+      { name: 'sample-0.png', mimeType: 'image/png', buffer: readFileSync(join(DIR, 'sample-0.png')) },
+    ]);
+    await page.getByTestId('explain-image-attention').click();
+    const overlay = page.getByTestId('attention-image');
+    await overlay.waitFor();
+    // One overlay cell per patch: image_size / patch_size on a side, after [CLS].
+    const side = Number(await overlay.getAttribute('data-side'));
+    const cfg = JSON.parse(readFileSync(join(DIR, 'config.json'), 'utf8'));
+    assert.equal(side, cfg.image_size / cfg.patch_size);
+    const picture = () => overlay.evaluate((c) => c.toDataURL());
+    // Drawn once the picture has loaded: not blank, and with some opaque pixels.
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-testid=attention-image]');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let opaque = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) opaque++;
+      return opaque > d.length / 8;
+    });
+    const head = await picture();
+    await page.getByTestId('attention-image-mode').selectOption({ value: 'rollout' });
+    await page.waitForFunction(() => document.querySelector('[data-testid=attention-image]').dataset.mode === 'rollout');
+    assert.notEqual(await picture(), head, 'rollout draws another picture');
+    // The text views work on the patches too: the grid has every layer × head.
+    assert.equal(Number(await page.getByTestId('attention-grid').getAttribute('data-layers')), cfg.num_hidden_layers);
+    await page.screenshot({ path: 'docs/screenshots/attention-image.png', fullPage: true });
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
