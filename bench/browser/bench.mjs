@@ -21,7 +21,7 @@ const opt = (name, dflt) => {
 };
 const RUNS = opt('--runs', 9);
 const WEBGPU = args.includes('--webgpu');
-const WEBGPU_RUNS = opt('--webgpu-runs', 3);
+const WEBGPU_RUNS = opt('--webgpu-runs', 1); // SwiftShader: 9-60 s a run
 const THREADS2 = !args.includes('--no-threads');
 const log = (...a) => console.error('[bench]', ...a);
 
@@ -118,7 +118,8 @@ async function main() {
     for (const input of INPUTS) {
       times[input.label] = Object.fromEntries(sides.map((s) => [s.name, []]));
       for (let r = 0; r < RUNS; r++) {
-        for (const s of sides) {
+        // The order rotates run by run, so that neither side always follows the other.
+        for (const s of sides.map((_, i) => sides[(i + r) % sides.length])) {
           await s.page.bringToFront();
           times[input.label][s.name].push((await s.run(input.texts)).ms);
         }
@@ -126,11 +127,15 @@ async function main() {
       log(input.label, Object.entries(times[input.label]).map(([k, v]) => `${k} ${fmt(median(v))}`).join(', '));
     }
 
+    const pings = [];
+    for (let r = 0; r < 21; r++) pings.push(await main.evaluate(() => window.bench.pingOurs('cpu')));
+
     let gpu = null;
     if (WEBGPU) {
       log('ours on WebGPU (SwiftShader) …');
       const info = await main.evaluate(() => window.bench.setupOurs('gpu', 'webgpu'));
       gpu = { info: info.backend, times: {} };
+      if (info.backend.kind !== 'webgpu') throw new Error(`no WebGPU: ${JSON.stringify(info.backend)}`);
       log('webgpu backend:', JSON.stringify(info.backend));
       for (const input of INPUTS) {
         await main.evaluate((x) => window.bench.runOurs('gpu', x), input.texts);
@@ -148,28 +153,33 @@ async function main() {
     out.push('');
     out.push(`Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${load} (at the end of the run); ${version}, headless.`);
     out.push(`transformers.js ${tjs1.version}, onnxruntime-web ${pkgVersion('onnxruntime-web')}, fp32 ONNX export of the same weights.`);
-    out.push(`Median of ${RUNS} runs per input after a global warm-up, the sides interleaved run by run. ` +
+    out.push(`ms: median (minimum) of ${RUNS} runs per input after a global warm-up, the sides interleaved run by run, their order rotating; ratios are of the medians. ` +
       'Ours: the worker round trip of classify_text (tokenize, forward, mean pool, the app\'s 384→2 sentiment head, JSON answer), 1 thread. ' +
       'transformers.js: feature-extraction pipeline with mean pooling, ' +
       `numThreads=1${threaded ? '; the 2-thread column is a second, cross-origin isolated page (COOP/COEP), numThreads=2' : ''}.`);
     out.push('');
     const head = ['input', 'ours ms (1 thread)', 'transformers.js ms (1 thread)', 'ratio ours/tjs (1 thread)'];
     if (threaded) head.push('transformers.js ms (2 threads)', 'ratio ours(1)/tjs(2)');
-    if (gpu) head.push('ours WebGPU on SwiftShader ms (CPU emulation, not GPU speed)');
+    if (gpu) head.push(`ours WebGPU on ${gpu.info.adapter ?? 'SwiftShader'} ms, median of ${WEBGPU_RUNS} (CPU emulation: not GPU speed)`);
     out.push(`| ${head.join(' | ')} |`);
     out.push(`|${head.map((_, i) => (i ? '--:' : '---')).join('|')}|`);
     for (const input of INPUTS) {
       const t = times[input.label];
       const o = median(t.ours);
       const j1 = median(t.tjs1);
-      const row = [input.label, fmt(o), fmt(j1), `${(o / j1).toFixed(2)}×`];
+      const cell = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))})`;
+      const row = [input.label, cell(t.ours), cell(t.tjs1), `${(o / j1).toFixed(2)}×`];
       if (threaded) {
         const j2 = median(t.tjs2);
-        row.push(fmt(j2), `${(o / j2).toFixed(2)}×`);
+        row.push(cell(t.tjs2), `${(o / j2).toFixed(2)}×`);
       }
       if (gpu) row.push(fmt(median(gpu.times[input.label])));
       out.push(`| ${row.join(' | ')} |`);
     }
+    out.push('');
+    out.push(`Our worker's ping round trip (messaging alone): median ${median(pings).toFixed(2)} ms.`);
+    const missing = [...plain.log, ...isolated.log].filter((e) => e.status === 404).map((e) => e.path);
+    if (missing.length) out.push(`Not found (404) during the run: ${[...new Set(missing)].join(', ')}.`);
     out.push('');
     out.push(sizeTable([...plain.log, ...isolated.log]));
     console.log(out.join('\n'));

@@ -63,6 +63,13 @@ async function runOurs(key, texts) {
   return { ms, tokens: r.results.map((x) => x.tokens.length) };
 }
 
+/** A ping's round trip to our worker: the messaging alone, no model work. */
+async function pingOurs(key) {
+  const t0 = performance.now();
+  await oursCall(state.ours[key], { type: 'ping' });
+  return performance.now() - t0;
+}
+
 async function setupTjs(threads) {
   const { env, pipeline, AutoTokenizer } = await import('/tjs/transformers.js');
   env.allowRemoteModels = false;
@@ -95,4 +102,4 @@ function tjsTokens(texts) {
   return texts.map((t) => state.tjs.tokenizer.encode(t).length);
 }
 
-window.bench = { setupOurs, runOurs, setupTjs, runTjs, tjsTokens, ready: true };
+window.bench = { setupOurs, runOurs, pingOurs, setupTjs, runTjs, tjsTokens, ready: true };

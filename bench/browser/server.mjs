@@ -38,6 +38,7 @@ export async function serve(mounts, { isolate = false } = {}) {
       res.writeHead(200, { ...headers, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
       res.end(body);
     } catch {
+      log.push({ path: req.url, file: null, bytes: 0, status: 404 });
       res.writeHead(404, { ...headers, 'content-type': 'text/plain' });
       res.end('not found');
     }
