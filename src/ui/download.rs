@@ -24,6 +24,8 @@ pub enum Failure {
     Cancelled,
     /// 404: the caller decides whether the file was optional.
     NotFound(String),
+    /// The network failed on every attempt.
+    Network(String),
     Failed(String),
 }
 
@@ -31,7 +33,7 @@ impl Failure {
     pub fn message(self) -> String {
         match self {
             Failure::Cancelled => "the download was cancelled".into(),
-            Failure::NotFound(m) | Failure::Failed(m) => m,
+            Failure::NotFound(m) | Failure::Network(m) | Failure::Failed(m) => m,
         }
     }
 }
@@ -302,7 +304,7 @@ impl Downloader {
             };
             attempt += 1;
             if attempt > hub::RETRIES {
-                return Err(Failure::Failed(format!(
+                return Err(Failure::Network(format!(
                     "{file}: the download failed {} times ({why}); {} of {} MB had arrived. Check \
                      the connection and load again: files already complete are kept",
                     attempt,

@@ -108,6 +108,8 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
     let (stored_note, set_stored_note) = signal(None::<String>);
     let cancel: SendWrapper<Rc<RefCell<Option<CancelHandle>>>> =
         SendWrapper::new(Rc::new(RefCell::new(None)));
+    // Cancel works while bytes arrive; the worker's build that follows is short.
+    let (downloading, set_downloading) = signal(false);
 
     let refresh_stored = move || {
         spawn_local(async move {
@@ -169,7 +171,7 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
             ui.set_busy.set(true);
             ui.set_error.set(None);
             spawn_local(async move {
-                let result = load(choice, &client, ui, &cancel).await;
+                let result = load(choice, &client, ui, &cancel, set_downloading).await;
                 cancel.borrow_mut().take();
                 ui.set_progress.set(None);
                 match result {
@@ -268,7 +270,7 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
             " "
             <button data-testid="model-load" on:click=on_load disabled=ui.busy>"Load"</button>
             " "
-            <button data-testid="model-cancel" on:click=on_cancel disabled=move || !ui.busy.get()>
+            <button data-testid="model-cancel" on:click=on_cancel disabled=move || !downloading.get()>
                 "Cancel"
             </button>
             <details class="hub-settings">
@@ -319,6 +321,7 @@ async fn load(
     client: &WorkerClient,
     ui: LoadUi,
     cancel: &Rc<RefCell<Option<CancelHandle>>>,
+    set_downloading: WriteSignal<bool>,
 ) -> Result<ModelInfo, Failure> {
     let on_progress = move |p: DlProgress| {
         ui.set_status.set(format!("Downloading: {}", p.text()));
@@ -333,17 +336,20 @@ async fn load(
         .await
         .map_err(Failure::Failed)?;
     *cancel.borrow_mut() = Some(handle);
+    set_downloading.set(true);
     ui.set_status.set(format!("Fetching {label}…"));
     let fetched = match &choice {
         Choice::Site(m) => fetch_site(&dl, m).await,
         Choice::Hub { base, repo, revision } => fetch_hub(&dl, base, repo, revision).await,
     };
+    set_downloading.set(false);
     let files = match fetched {
         Ok(f) => f,
         Err(Failure::Cancelled) => return Err(Failure::Cancelled),
         Err(e) => {
-            // A bad file is not kept: loading again fetches it afresh.
-            if keep && !matches!(&e, Failure::Failed(m) if m.contains("the download failed")) {
+            // A bad file is not kept: loading again fetches it afresh. After a network
+            // failure the complete files stay, so the next try fetches only the rest.
+            if keep && !matches!(e, Failure::Network(_)) {
                 let _ = download::delete_model(&label).await;
             }
             return Err(e);
