@@ -4,8 +4,9 @@
 //
 //   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,17 +196,24 @@ function pkgVersion(name) {
 }
 
 function sizeTable(served) {
+  // What the pages fetched, as served: our worker's and app's wasm (the app's page is not
+  // opened, so its wasm is read from dist/) and the ORT-web wasm transformers.js chose.
   const rows = [];
-  const add = (label, file) => {
-    const raw = readFileSync(file);
+  const add = (label, raw, when) => {
     const gz = gzipSync(raw, { level: 9 });
-    rows.push(`| ${label} | ${(raw.length / 1e6).toFixed(2)} MB | ${(gz.length / 1e6).toFixed(2)} MB |`);
+    const sha = createHash('sha256').update(raw).digest('hex').slice(0, 12);
+    rows.push(`| ${label} (sha256 ${sha}…${when ? `, ${when}` : ''}) | ${(raw.length / 1e6).toFixed(2)} MB | ${(gz.length / 1e6).toFixed(2)} MB |`);
   };
+  const fetched = new Map();
+  for (const e of served) if (e.body && !fetched.has(e.path)) fetched.set(e.path, e);
+  const ours = [...fetched.values()].filter((e) => !e.path.startsWith('/ort/'));
+  for (const e of ours) add(`ours: dist${e.path} (served, timed)`, e.body);
   const dist = join(ROOT, 'dist');
-  const ourWasm = execFileSync('sh', ['-c', `ls ${dist}/*.wasm`]).toString().trim().split('\n');
-  for (const f of ourWasm) add(`ours: dist/${f.split('/').pop()}`, f);
-  const theirs = [...new Set(served.filter((e) => e.path.endsWith('.wasm') && e.path.startsWith('/ort/')).map((e) => e.file))];
-  for (const f of theirs) add(`transformers.js: onnxruntime-web/dist/${f.split('/').pop()} (the wasm it loaded)`, f);
+  for (const f of readdirSync(dist).filter((f) => f.endsWith('.wasm') && !fetched.has(`/${f}`))) {
+    add(`ours: dist/${f} (the page's UI, not in the timing)`, readFileSync(join(dist, f)), `${statSync(join(dist, f)).mtime.toISOString().slice(0, 16)}Z`);
+  }
+  const theirs = [...fetched.values()].filter((e) => e.path.startsWith('/ort/'));
+  for (const e of theirs) add(`transformers.js: onnxruntime-web/dist/${e.path.slice(5)} (the wasm it loaded)`, e.body);
   if (!theirs.length) rows.push('| transformers.js: (no ORT wasm was fetched from /ort/ — check wasmPaths) | | |');
   const onnx = statSync(join(ROOT, '.cache/bench/minilm-onnx/onnx/model.onnx')).size;
   const st = statSync(join(ROOT, 'models/all-MiniLM-L6-v2/model.safetensors')).size;

@@ -34,7 +34,8 @@ export async function serve(mounts, { isolate = false } = {}) {
       if (!file.startsWith(base)) throw new Error('outside root');
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
       const body = await readFile(file);
-      log.push({ path, file, bytes: body.length });
+      // The bytes served (not the file now: dist/ may be rebuilt during a run).
+      log.push({ path, file, bytes: body.length, body: file.endsWith('.wasm') ? body : null });
       res.writeHead(200, { ...headers, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
       res.end(body);
     } catch {
