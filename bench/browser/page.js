@@ -55,10 +55,10 @@ async function setupOurs(key, backend) {
   return { backend: info, model: loaded, head: headInfo };
 }
 
-async function runOurs(key, texts) {
+async function runOurs(key, texts, attentions = false) {
   const w = state.ours[key];
   const t0 = performance.now();
-  const r = await oursCall(w, { type: 'classify_text', texts, attentions: false });
+  const r = await oursCall(w, { type: 'classify_text', texts, attentions });
   const ms = performance.now() - t0;
   return { ms, tokens: r.results.map((x) => x.tokens.length) };
 }
