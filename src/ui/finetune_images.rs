@@ -344,14 +344,14 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
             {move || error.get().map(|m| view! { <p class="error" role="alert" data-testid="error">{m}</p> })}
             <details class="image-advanced">
                 <summary>"Advanced"</summary>
-                {number("Epochs ", |c| c.epochs as f64, |c, v| c.epochs = v.max(1.0) as usize)}
-                {number("Learning rate ", |c| c.lr, |c, v| c.lr = v)}
-                {number("Weight decay ", |c| c.weight_decay, |c, v| c.weight_decay = v)}
-                {number("Batch size ", |c| c.batch_size as f64, |c, v| c.batch_size = v.max(1.0) as usize)}
-                {number("Hidden layer width (0 = linear) ", |c| c.hidden.unwrap_or(0) as f64, |c, v| {
+                {number("Epochs (image head) ", |c| c.epochs as f64, |c, v| c.epochs = v.max(1.0) as usize)}
+                {number("Learning rate (image head) ", |c| c.lr, |c, v| c.lr = v)}
+                {number("Weight decay (image head) ", |c| c.weight_decay, |c, v| c.weight_decay = v)}
+                {number("Batch size (image head) ", |c| c.batch_size as f64, |c, v| c.batch_size = v.max(1.0) as usize)}
+                {number("Hidden layer width, 0 = linear (image head) ", |c| c.hidden.unwrap_or(0) as f64, |c, v| {
                     c.hidden = (v >= 1.0).then_some(v as usize)
                 })}
-                {number("Early-stopping patience (epochs) ", |c| c.patience as f64, |c, v| c.patience = v.max(1.0) as usize)}
+                {number("Early-stopping patience in epochs (image head) ", |c| c.patience as f64, |c, v| c.patience = v.max(1.0) as usize)}
             </details>
             <button
                 data-testid="image-train-start"
