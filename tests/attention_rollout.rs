@@ -21,7 +21,12 @@ fn one_layer_is_the_residual_head_mean() {
     let want = [[0.75, 0.25], [0.125, 0.875]];
     for q in 0..2 {
         for k in 0..2 {
-            assert!(close(r[q][k], want[q][k]), "r[{q}][{k}] = {} want {}", r[q][k], want[q][k]);
+            assert!(
+                close(r[q][k], want[q][k]),
+                "r[{q}][{k}] = {} want {}",
+                r[q][k],
+                want[q][k]
+            );
         }
     }
 }

@@ -131,7 +131,12 @@ fn a_loaded_text_model_brings_its_tokenizer() {
             json: demo_json(),
         },
     );
-    let ids = |service: &mut Service| match handle(service, Request::Tokenize { text: "Hello World".into() }) {
+    let ids = |service: &mut Service| match handle(
+        service,
+        Request::Tokenize {
+            text: "Hello World".into(),
+        },
+    ) {
         Response::Tokens { tokens } => tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
         other => panic!("expected tokens, got {other:?}"),
     };
@@ -139,7 +144,10 @@ fn a_loaded_text_model_brings_its_tokenizer() {
 
     let dir = std::path::Path::new("tests/fixtures/bert-cased-cls");
     let names = ["config.json", "model.safetensors", "tokenizer.json"];
-    let files = names.iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect();
+    let files = names
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect();
     let r = pollster::block_on(service.handle(
         Request::LoadModel {
             source: "bert-cased-cls".into(),

@@ -12,12 +12,12 @@ use webformer::engine::backend::webgpu::WgpuBackend;
 use webformer::engine::backend::{Backend, TrainOps};
 use webformer::engine::dataset::CsvTable;
 use webformer::engine::encoder::Want;
-use webformer::engine::image::preprocess_bytes;
-use webformer::engine::image_dataset::{read_class_folders, ImageDataset};
 use webformer::engine::finetune::{
     block_on_ready, classify_embeddings, head_from_safetensors, head_to_safetensors, train_head, HeadMeta,
     TrainConfig,
 };
+use webformer::engine::image::preprocess_bytes;
+use webformer::engine::image_dataset::{read_class_folders, ImageDataset};
 use webformer::engine::model::softmax;
 use webformer::engine::model::Prediction;
 use webformer::engine::pipeline::Pipeline;
@@ -663,9 +663,7 @@ fn classify_images_with_head<B: Backend>(
         .iter()
         .map(|f| read(f).map(|b| (f.display().to_string(), b)))
         .collect::<Result<Vec<_>, _>>()?;
-    let preds = p
-        .run_images(be, &images, want(args))
-        .map_err(|e| e.to_string())?;
+    let preds = p.run_images(be, &images, want(args)).map_err(|e| e.to_string())?;
     let embeddings: Vec<Vec<f32>> = preds.iter().map(|pr| pr.cls.clone()).collect();
     let logits = classify_embeddings(be, &head, &embeddings).map_err(|e| e.to_string())?;
     for (pr, l) in preds.into_iter().zip(logits) {

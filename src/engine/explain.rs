@@ -12,10 +12,7 @@ pub type Attentions = [Vec<Vec<Vec<f32>>>];
 /// Returns `R` (`[query][key]`, rows summing to 1); for a ViT, row 0 is the `[CLS]` token's
 /// attribution over the patches. Empty input gives an empty matrix.
 pub fn attention_rollout(att: &Attentions) -> Vec<Vec<f32>> {
-    let n = att
-        .first()
-        .and_then(|l| l.first())
-        .map_or(0, |h| h.len());
+    let n = att.first().and_then(|l| l.first()).map_or(0, |h| h.len());
     let mut r = identity(n);
     for layer in att {
         let a = residual_mean(layer, n);
@@ -55,7 +52,12 @@ fn matmul(a: &[Vec<f64>], b: &[Vec<f32>]) -> Vec<Vec<f32>> {
     a.iter()
         .map(|row| {
             (0..n)
-                .map(|j| row.iter().zip(b).map(|(&x, brow)| x * brow[j] as f64).sum::<f64>() as f32)
+                .map(|j| {
+                    row.iter()
+                        .zip(b)
+                        .map(|(&x, brow)| x * brow[j] as f64)
+                        .sum::<f64>() as f32
+                })
                 .collect()
         })
         .collect()
@@ -72,5 +74,10 @@ pub fn cls_patch_grid(map: &[Vec<f32>], side: usize) -> Option<Vec<Vec<f32>>> {
     let patches = &row[1..];
     let max = patches.iter().cloned().fold(0f32, f32::max);
     let scale = if max > 0.0 { 1.0 / max } else { 0.0 };
-    Some(patches.chunks(side).map(|r| r.iter().map(|v| v * scale).collect()).collect())
+    Some(
+        patches
+            .chunks(side)
+            .map(|r| r.iter().map(|v| v * scale).collect())
+            .collect(),
+    )
 }

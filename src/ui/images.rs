@@ -106,7 +106,9 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                     Ok(Response::ImageResults { mut results }) if !results.is_empty() => {
                         match results.remove(0).attentions {
                             Some(a) => set_explained.set(Some((s.result.name, s.preview, a))),
-                            None => set_error.set(Some(format!("{}: no attention maps came back", s.result.name))),
+                            None => {
+                                set_error.set(Some(format!("{}: no attention maps came back", s.result.name)))
+                            }
                         }
                     }
                     Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
@@ -159,7 +161,11 @@ pub fn ImagePanel(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) ->
                             .into_iter()
                             .zip(previews)
                             .zip(kept)
-                            .map(|((result, preview), file)| Shown { result, preview, file })
+                            .map(|((result, preview), file)| Shown {
+                                result,
+                                preview,
+                                file,
+                            })
                             .collect(),
                     );
                 }

@@ -13,7 +13,9 @@ const GAP: f64 = 4.0;
 
 /// Thumbnail side in CSS pixels: the grid stays within about 720 px wide.
 fn thumb(heads: usize, n: usize) -> f64 {
-    ((720.0 - MARGIN) / heads.max(1) as f64 - GAP).floor().clamp(24.0, (n as f64 * 4.0).max(24.0).min(96.0))
+    ((720.0 - MARGIN) / heads.max(1) as f64 - GAP)
+        .floor()
+        .clamp(24.0, (n as f64 * 4.0).clamp(24.0, 96.0))
 }
 
 #[component]
@@ -47,20 +49,36 @@ pub fn Grid(
         let t = thumb(heads, n);
         let step = t + GAP;
         let (w, h) = (MARGIN + step * heads as f64, MARGIN + step * layers as f64);
-        let Some(cx) = draw::context(&el, w, h) else { return };
+        let Some(cx) = draw::context(&el, w, h) else {
+            return;
+        };
         // The pixel image has a 1-pixel gap per thumbnail; scaling it whole keeps the
         // thumbnails aligned with `step`.
         let scale = step / (n + 1) as f64;
         pixels.with_value(|px| {
-            px.blit(&cx, MARGIN, MARGIN, px.width as f64 * scale, px.height as f64 * scale)
+            px.blit(
+                &cx,
+                MARGIN,
+                MARGIN,
+                px.width as f64 * scale,
+                px.height as f64 * scale,
+            )
         });
         cx.set_fill_style_str("#888");
         cx.set_font("11px system-ui, sans-serif");
         for l in 0..layers {
-            let _ = cx.fill_text(&(l + 1).to_string(), 4.0, MARGIN + l as f64 * step + t / 2.0 + 4.0);
+            let _ = cx.fill_text(
+                &(l + 1).to_string(),
+                4.0,
+                MARGIN + l as f64 * step + t / 2.0 + 4.0,
+            );
         }
         for hd in 0..heads {
-            let _ = cx.fill_text(&(hd + 1).to_string(), MARGIN + hd as f64 * step + t / 2.0 - 4.0, 16.0);
+            let _ = cx.fill_text(
+                &(hd + 1).to_string(),
+                MARGIN + hd as f64 * step + t / 2.0 - 4.0,
+                16.0,
+            );
         }
         cx.set_stroke_style_str("#e0542c");
         cx.set_line_width(2.0);

@@ -68,7 +68,9 @@ fn paint(el: &web_sys::HtmlCanvasElement, tokens: &[String], m: &[Vec<f32>]) {
     let n = tokens.len();
     let (c, mg) = (cell(n), margin(n));
     let size = mg + c * n as f64;
-    let Some(cx) = draw::context(el, size, size) else { return };
+    let Some(cx) = draw::context(el, size, size) else {
+        return;
+    };
     let mut px = Pixels::new(n, n);
     px.matrix(0, 0, m);
     px.blit(&cx, mg, mg, c * n as f64, c * n as f64);

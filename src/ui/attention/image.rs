@@ -34,8 +34,12 @@ pub fn ImageAttention(
 
     Effect::new(move || {
         let (l, h, m, ready) = (layer.get(), head.get(), mode.get(), loaded.get());
-        let (Some(el), Some(im)) = (canvas.get(), img.get()) else { return };
-        let Some(cx) = draw::context(&el, SIZE, SIZE) else { return };
+        let (Some(el), Some(im)) = (canvas.get(), img.get()) else {
+            return;
+        };
+        let Some(cx) = draw::context(&el, SIZE, SIZE) else {
+            return;
+        };
         if ready {
             cx.set_image_smoothing_enabled(true);
             let _ = cx.draw_image_with_html_image_element_and_dw_and_dh(&im, 0.0, 0.0, SIZE, SIZE);

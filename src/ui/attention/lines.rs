@@ -61,7 +61,9 @@ fn paint(el: &web_sys::HtmlCanvasElement, tokens: &[String], m: &[Vec<f32>], foc
     let n = tokens.len();
     let rh = row_height(n);
     let y = |i: usize| 6.0 + (i as f64 + 0.5) * rh;
-    let Some(cx) = draw::context(el, WIDTH, 12.0 + rh * n as f64) else { return };
+    let Some(cx) = draw::context(el, WIDTH, 12.0 + rh * n as f64) else {
+        return;
+    };
     for (q, row) in m.iter().enumerate().take(n) {
         if focus.is_some_and(|f| f != q) {
             continue;
@@ -71,7 +73,11 @@ fn paint(el: &web_sys::HtmlCanvasElement, tokens: &[String], m: &[Vec<f32>], foc
                 continue;
             }
             cx.set_stroke_style_str(&format!("rgba(30, 80, 200, {:.3})", w.min(1.0)));
-            cx.set_line_width(if focus.is_some() { 1.0 + 3.0 * w as f64 } else { 1.0 + w as f64 });
+            cx.set_line_width(if focus.is_some() {
+                1.0 + 3.0 * w as f64
+            } else {
+                1.0 + w as f64
+            });
             cx.begin_path();
             cx.move_to(LEFT + 4.0, y(q));
             cx.line_to(RIGHT - 4.0, y(k));
