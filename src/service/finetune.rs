@@ -193,16 +193,7 @@ impl Service {
             .into_iter()
             .zip(logits)
             .map(|((mut r, _), l)| {
-                let probs = softmax(&l);
-                let best = probs
-                    .iter()
-                    .enumerate()
-                    .fold(0, |b, (j, &v)| if v > probs[b] { j } else { b });
-                let head = HeadResult {
-                    label: meta.labels[best].clone(),
-                    labels: meta.labels.clone(),
-                    probs,
-                };
+                let head = head_result(meta, &l);
                 if r.probs.is_empty() {
                     r.label = head.label.clone();
                     r.labels = head.labels.clone();
@@ -221,7 +212,21 @@ impl Service {
     }
 }
 
-fn head_info(meta: &HeadMeta) -> HeadInfo {
+/// A head's answer from its logits: probabilities, and the most probable label.
+pub(super) fn head_result(meta: &HeadMeta, logits: &[f32]) -> HeadResult {
+    let probs = softmax(logits);
+    let best = probs
+        .iter()
+        .enumerate()
+        .fold(0, |b, (j, &v)| if v > probs[b] { j } else { b });
+    HeadResult {
+        label: meta.labels[best].clone(),
+        labels: meta.labels.clone(),
+        probs,
+    }
+}
+
+pub(super) fn head_info(meta: &HeadMeta) -> HeadInfo {
     HeadInfo {
         labels: meta.labels.clone(),
         encoder: meta.encoder.clone(),

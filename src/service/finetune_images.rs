@@ -2,15 +2,15 @@
 //! with the loaded ViT (cached), train a head with the same loop as for text, and use it
 //! next to the model's own classifier in the image panel.
 
+use super::finetune::{head_info, head_result};
 use super::jobs::{EmbedImages, TrainHead};
 use super::{error, Ctx, Service};
 use crate::engine::backend::cpu::CpuBackend;
 use crate::engine::finetune::{classify_embeddings, head_to_safetensors, HeadMeta, TrainConfig};
 use crate::engine::image_dataset::{fingerprint, ClassFile, ImageDataset};
-use crate::engine::model::softmax;
 use crate::engine::train::{Head, HostTensor};
 use crate::engine::EngineError;
-use crate::protocol::{HeadInfo, HeadResult, ImageResult, Response, TrainSummary};
+use crate::protocol::{HeadInfo, ImageResult, Response, TrainSummary};
 
 /// How an image head pools: the `[CLS]` token after the final LayerNorm. Text heads say
 /// "mean"; [`Service::import_head`] files a head by this.
@@ -110,7 +110,7 @@ impl Service {
             metrics: Some(t.metrics.clone()),
             config: Some(config),
         };
-        let head = image_head_info(&meta);
+        let head = head_info(&meta);
         self.image_head = Some((t.weights, meta));
         Ok(TrainSummary {
             head,
@@ -155,7 +155,7 @@ impl Service {
                 ));
             }
         }
-        let info = image_head_info(&meta);
+        let info = head_info(&meta);
         self.image_head = Some((weights, meta));
         Response::HeadLoaded(info)
     }
@@ -191,16 +191,7 @@ impl Service {
                     return r;
                 }
                 let Some(l) = logits.next() else { return r };
-                let probs = softmax(&l);
-                let best = probs
-                    .iter()
-                    .enumerate()
-                    .fold(0, |b, (j, &v)| if v > probs[b] { j } else { b });
-                let head = HeadResult {
-                    label: meta.labels[best].clone(),
-                    labels: meta.labels.clone(),
-                    probs,
-                };
+                let head = head_result(meta, &l);
                 if r.probs.is_empty() {
                     r.label = head.label.clone();
                     r.labels = head.labels.clone();
@@ -215,16 +206,6 @@ impl Service {
 
     /// The installed image head, if any.
     pub fn image_head_info(&self) -> Option<HeadInfo> {
-        self.image_head.as_ref().map(|(_, m)| image_head_info(m))
-    }
-}
-
-fn image_head_info(meta: &HeadMeta) -> HeadInfo {
-    HeadInfo {
-        labels: meta.labels.clone(),
-        encoder: meta.encoder.clone(),
-        input: meta.input,
-        hidden: meta.hidden,
-        metrics: meta.metrics.clone(),
+        self.image_head.as_ref().map(|(_, m)| head_info(m))
     }
 }
