@@ -12,13 +12,16 @@
 //!     cargo bench --bench encoder -- --models DIR MiniLM  # reuse/write models in DIR, filter
 //!     cargo bench --bench encoder -- --write-models DIR   # only write the models
 //!     cargo bench --bench encoder -- --serve --models DIR # one config per stdin line
+//!     cargo bench --bench encoder -- --memory BERT-base   # heap: load and forward peaks
 //!
 //! `bench/native.sh` runs this and PyTorch side by side; see bench/README.md. Threads are
 //! candle's: `RAYON_NUM_THREADS` (default: the physical cores).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use safetensors::tensor::TensorView;
@@ -32,6 +35,53 @@ use webformer::engine::model::Model;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Counts live heap bytes and their high-water mark, for `--memory`. Everything the engine
+/// holds (weights, activations, candle's buffers) is on the Rust heap, which in the browser
+/// is the wasm linear memory, so this is the figure that decides whether a model fits.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            if new >= l.size() {
+                let now = LIVE.fetch_add(new - l.size(), Ordering::Relaxed) + new - l.size();
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
+            }
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Starts a new high-water mark at the current live bytes.
+fn reset_peak() -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
 const USAGE: &str = "\
 cargo bench --bench encoder -- [OPTIONS] [FILTER]
 
@@ -39,6 +89,9 @@ cargo bench --bench encoder -- [OPTIONS] [FILTER]
   --write-models DIR   write the models to DIR (when missing) and exit
   --serve              read 'MODEL BATCH SEQ' lines on stdin, answer one JSON line each
   --list               print the configurations as 'MODEL BATCH SEQ' lines and exit
+  --memory             measure heap bytes instead of time: the peak while loading, what a
+                       loaded model holds, and the peak of one forward pass, each against
+                       the weight file's size
   --runs N             at least N timed runs per configuration (default 5)
   --min-time S         and at least S seconds of timed runs (default 2)
   FILTER               only configurations whose label contains FILTER (e.g. MiniLM, b8)
@@ -404,6 +457,7 @@ struct Opts {
     write_only: bool,
     serve: bool,
     list: bool,
+    memory: bool,
     runs: usize,
     min_time: Duration,
     filter: Option<String>,
@@ -415,6 +469,7 @@ fn opts() -> BenchResult<Opts> {
         write_only: false,
         serve: false,
         list: false,
+        memory: false,
         runs: 5,
         min_time: Duration::from_secs(2),
         filter: None,
@@ -430,6 +485,7 @@ fn opts() -> BenchResult<Opts> {
             }
             "--serve" => o.serve = true,
             "--list" => o.list = true,
+            "--memory" => o.memory = true,
             "--runs" => o.runs = value("--runs")?.parse()?,
             "--min-time" => o.min_time = Duration::from_secs_f64(value("--min-time")?.parse()?),
             // What `cargo bench` passes to every bench target.
@@ -488,6 +544,9 @@ fn run() -> BenchResult<()> {
     if wanted.is_empty() {
         return Err("no configuration matches the filter".into());
     }
+    if o.memory {
+        return memory(&dir, &wanted);
+    }
 
     let mut rows = Vec::new();
     let mut loaded: Option<(&str, Model<CpuBackend>)> = None;
@@ -519,6 +578,65 @@ fn run() -> BenchResult<()> {
             t.min.as_secs_f64() * 1e3,
             t.runs,
             tokens as f64 / t.median.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Heap bytes per model: the peak while loading (file bytes + parsed tensors + the model),
+/// what the loaded model holds, and per configuration the peak above that during one
+/// forward pass (activations, attention scores, candle's temporaries), all against the
+/// size of the weights file. One forward each (after a warm-up one), on this thread.
+fn memory(dir: &Path, wanted: &[Config]) -> BenchResult<()> {
+    let mb = |b: usize| b as f64 / (1 << 20) as f64;
+    let be = CpuBackend::new();
+    let mut rows = Vec::new();
+    let mut loaded: Option<(&str, Model<CpuBackend>, usize, usize, usize)> = None;
+    for c in wanted {
+        if loaded.as_ref().is_none_or(|(k, ..)| *k != c.spec.key) {
+            drop(loaded.take());
+            let path = write_model(dir, &c.spec)?;
+            let weights = std::fs::metadata(path.join("model.safetensors"))?.len() as usize;
+            let base = reset_peak();
+            let model = load(&path)?;
+            let load_peak = PEAK.load(Ordering::Relaxed) - base;
+            let held = LIVE.load(Ordering::Relaxed) - base;
+            loaded = Some((c.spec.key, model, weights, load_peak, held));
+        }
+        let (_, model, weights, load_peak, held) = loaded.as_ref().unwrap();
+        eprintln!("{} ...", c.label());
+        let want = Want::default();
+        let forward = || -> BenchResult<()> {
+            if c.spec.vit {
+                let images: Vec<Vec<f32>> = (0..c.batch).map(|b| pixels(b, c.seq)).collect();
+                model.run_images(&be, &images, want)?;
+            } else {
+                let inputs: Vec<Vec<u32>> = (0..c.batch).map(|b| token_ids(b, c.seq)).collect();
+                model.run_text(&be, &inputs, want)?;
+            }
+            Ok(())
+        };
+        forward()?; // lazily built tables and thread pools are not the forward's cost
+        let base = reset_peak();
+        forward()?;
+        let extra = PEAK.load(Ordering::Relaxed) - base;
+        rows.push((c.label(), *weights, *load_peak, *held, extra));
+    }
+    println!("Heap bytes (a counting allocator around the system one), CPU backend.");
+    println!();
+    println!("| config | weights file MB | load peak MB (×weights) | model holds MB (×) | forward peak above it MB (×weights) |");
+    println!("|---|--:|--:|--:|--:|");
+    for (label, w, lp, h, e) in rows {
+        let x = |b: usize| b as f64 / w as f64;
+        println!(
+            "| {label} | {:.1} | {:.1} ({:.2}×) | {:.1} ({:.2}×) | {:.1} ({:.3}×) |",
+            mb(w),
+            mb(lp),
+            x(lp),
+            mb(h),
+            x(h),
+            mb(e),
+            x(e)
         );
     }
     Ok(())
