@@ -58,6 +58,13 @@ pub enum Request {
     /// Loads a model from its files (config.json, *.safetensors, tokenizer.json, …). The
     /// contents travel beside the message as transferred buffers, in `names` order.
     LoadModel { source: String, names: Vec<String> },
+    /// Like `LoadModel`, but the built model is only set aside (answered with
+    /// `ModelLoaded`), not put in use: `UseBuiltModel` then installs it, or drops it when the
+    /// user cancelled while it was being built, so the model loaded before stays.
+    BuildModel { source: String, names: Vec<String> },
+    /// Installs the model the last `BuildModel` set aside (`keep`, answered with
+    /// `ModelLoaded`) or drops it (answered with `Done`).
+    UseBuiltModel { keep: bool },
     /// Classifies each text with the loaded model.
     ClassifyText { texts: Vec<String>, attentions: bool },
     /// Classifies images; their file contents travel beside the message, in `names` order.

@@ -33,6 +33,8 @@ pub struct Service {
     #[cfg(feature = "webgpu")]
     gpu: Option<WgpuBackend>,
     model: Option<Loaded>,
+    /// A model built by `BuildModel` and not yet installed or dropped (`UseBuiltModel`).
+    staged: Option<Loaded>,
     backend_change: Option<BackendInfo>,
     /// The CSV the user dropped last (fine-tuning).
     csv: Option<CsvTable>,
@@ -117,7 +119,28 @@ impl Service {
     /// `InspectCsv`, `ImportHead`).
     pub async fn handle(&mut self, request: Request, files: Vec<Vec<u8>>, ctx: &Ctx<'_>) -> Response {
         match request {
-            Request::LoadModel { source, names } => self.load_model(source, names, files, ctx.progress).await,
+            Request::LoadModel { source, names } => {
+                match self.build_model(source, names, files, ctx.progress).await {
+                    Ok(loaded) => self.install(loaded, ctx.progress),
+                    Err(e) => e,
+                }
+            }
+            Request::BuildModel { source, names } => {
+                match self.build_model(source, names, files, ctx.progress).await {
+                    Ok(loaded) => {
+                        let info = loaded.info.clone();
+                        self.staged = Some(loaded);
+                        Response::ModelLoaded(info)
+                    }
+                    Err(e) => e,
+                }
+            }
+            Request::UseBuiltModel { keep } => match self.staged.take() {
+                None => error("no built model is waiting to be put in use"),
+                Some(loaded) if keep => self.install(loaded, ctx.progress),
+                // Cancelled: the model loaded before stays.
+                Some(_) => Response::Done,
+            },
             Request::ClassifyText { texts, attentions } => self.classify_text(texts, attentions).await,
             Request::ClassifyImages { names, attentions } => {
                 self.classify_images(names, files, attentions).await
@@ -163,19 +186,20 @@ impl Service {
         }
     }
 
-    async fn load_model(
+    /// Builds a model from its files without putting it in use (the answer is an error).
+    async fn build_model(
         &mut self,
         source: String,
         names: Vec<String>,
         files: Vec<Vec<u8>>,
         progress: &dyn Fn(Progress),
-    ) -> Response {
+    ) -> Result<Loaded, Response> {
         if names.len() != files.len() {
-            return error(format!(
+            return Err(error(format!(
                 "{} file names but {} file contents arrived",
                 names.len(),
                 files.len()
-            ));
+            )));
         }
         let named: Vec<(String, Vec<u8>)> = names.into_iter().zip(files).collect();
         progress(Progress::stage("building the model", 0, 2));
@@ -203,22 +227,24 @@ impl Service {
                 } else {
                     named
                 };
-                // The live token view shows what the model will read: its own tokenizer
-                // (until another tokenizer.json is loaded by hand).
-                if let Some(tok) = engine.tokenizer() {
-                    self.tokenizer = Some(tok.clone());
-                }
-                // Only a model that loaded replaces the current one: a bad file loses nothing.
-                self.model = Some(Loaded {
-                    engine,
-                    info: info.clone(),
-                    files,
-                });
-                progress(Progress::stage("ready", 2, 2));
-                Response::ModelLoaded(info)
+                Ok(Loaded { engine, info, files })
             }
-            Err(e) => error(e),
+            Err(e) => Err(error(e)),
         }
+    }
+
+    /// Puts a built model in use. Only a model that loaded replaces the current one: a bad
+    /// file (or a cancelled build) loses nothing.
+    fn install(&mut self, loaded: Loaded, progress: &dyn Fn(Progress)) -> Response {
+        // The live token view shows what the model will read: its own tokenizer (until
+        // another tokenizer.json is loaded by hand).
+        if let Some(tok) = loaded.engine.tokenizer() {
+            self.tokenizer = Some(tok.clone());
+        }
+        let info = loaded.info.clone();
+        self.model = Some(loaded);
+        progress(Progress::stage("ready", 2, 2));
+        Response::ModelLoaded(info)
     }
 
     /// Builds the model on the GPU (and runs it once, so its kernels are compiled now and
