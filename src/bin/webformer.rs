@@ -390,11 +390,41 @@ fn train_cmd<B: TrainOps>(
             .join(", ")
     );
     let embeddings = embed_all(be, p, &data.texts)?;
+    let skipped = json!(data.skipped_empty + data.skipped_ragged);
+    let set = TrainingSet {
+        embeddings: &embeddings,
+        labels: &data.labels,
+        label_names: &data.label_names,
+        pooling: "mean",
+    };
+    train_and_write(be, args, set, config, out, ("skipped_rows", skipped))
+}
+
+/// What `train_and_write` trains on.
+struct TrainingSet<'a> {
+    embeddings: &'a [Vec<f32>],
+    labels: &'a [u32],
+    label_names: &'a [String],
+    /// How the embeddings were made ("mean" for text, "cls" for images), for the head's JSON.
+    pooling: &'a str,
+}
+
+/// The tail shared by `train --csv` and `train --images`: trains the head (one JSON line
+/// per epoch), writes `out` and its `.json` next to it, and prints the final metrics line
+/// with `extra` (what the input skipped).
+fn train_and_write<B: TrainOps>(
+    be: &B,
+    args: &ModelArgs,
+    data: TrainingSet,
+    config: &TrainConfig,
+    out: &Path,
+    extra: (&str, Value),
+) -> Result<(), String> {
     let trained = block_on_ready(train_head(
         be,
-        &embeddings,
-        &data.labels,
-        &data.label_names,
+        data.embeddings,
+        data.labels,
+        data.label_names,
         config,
         |r| {
             println!("{}", serde_json::to_string(r).unwrap_or_default());
@@ -403,11 +433,11 @@ fn train_cmd<B: TrainOps>(
     ))
     .map_err(|e| e.to_string())?;
     let meta = HeadMeta {
-        labels: data.label_names.clone(),
+        labels: data.label_names.to_vec(),
         encoder: args.model.display().to_string(),
-        input: embeddings[0].len(),
+        input: data.embeddings[0].len(),
         hidden: config.hidden,
-        pooling: "mean".into(),
+        pooling: data.pooling.into(),
         metrics: Some(trained.metrics.clone()),
         config: Some(*config),
     };
@@ -418,24 +448,23 @@ fn train_cmd<B: TrainOps>(
     let json = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?;
     std::fs::write(&json_path, json).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let m = &trained.metrics;
-    print(
-        json!({
-            "done": true,
-            "epochs": trained.history.len(),
-            "best_epoch": trained.best_epoch,
-            "stopped_early": trained.stopped_early,
-            "labels": data.label_names,
-            "val_accuracy": m.accuracy,
-            "macro_f1": m.macro_f1,
-            "confusion": m.confusion,
-            "per_class": m.per_class,
-            "skipped_rows": data.skipped_empty + data.skipped_ragged,
-            "out": out.display().to_string(),
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
-    );
+    let mut line = json!({
+        "done": true,
+        "epochs": trained.history.len(),
+        "best_epoch": trained.best_epoch,
+        "stopped_early": trained.stopped_early,
+        "labels": data.label_names,
+        "val_accuracy": m.accuracy,
+        "macro_f1": m.macro_f1,
+        "confusion": m.confusion,
+        "per_class": m.per_class,
+        "out": out.display().to_string(),
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    line.insert(extra.0.to_string(), extra.1);
+    print(line);
     Ok(())
 }
 
@@ -537,53 +566,14 @@ fn train_images_cmd<B: TrainOps>(
     for w in data.warnings() {
         eprintln!("webformer: {w}");
     }
-    let trained = block_on_ready(train_head(
-        be,
-        &embeddings,
-        &data.labels,
-        &data.label_names,
-        config,
-        |r| {
-            println!("{}", serde_json::to_string(r).unwrap_or_default());
-            true
-        },
-    ))
-    .map_err(|e| e.to_string())?;
-    let meta = HeadMeta {
-        labels: data.label_names.clone(),
-        encoder: args.model.display().to_string(),
-        input: embeddings[0].len(),
-        hidden: config.hidden,
-        pooling: "cls".into(),
-        metrics: Some(trained.metrics.clone()),
-        config: Some(*config),
+    let skipped = json!(data.skipped);
+    let set = TrainingSet {
+        embeddings: &embeddings,
+        labels: &data.labels,
+        label_names: &data.label_names,
+        pooling: "cls",
     };
-    let weights = trained.head.to_host(be).map_err(|e| e.to_string())?;
-    let bytes = head_to_safetensors(&weights, &meta).map_err(|e| e.to_string())?;
-    std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
-    let json_path = out.with_extension("json");
-    let json = serde_json::to_string_pretty(&meta).map_err(|e| e.to_string())?;
-    std::fs::write(&json_path, json).map_err(|e| format!("{}: {e}", json_path.display()))?;
-    let m = &trained.metrics;
-    print(
-        json!({
-            "done": true,
-            "epochs": trained.history.len(),
-            "best_epoch": trained.best_epoch,
-            "stopped_early": trained.stopped_early,
-            "labels": data.label_names,
-            "val_accuracy": m.accuracy,
-            "macro_f1": m.macro_f1,
-            "confusion": m.confusion,
-            "per_class": m.per_class,
-            "skipped_files": data.skipped,
-            "out": out.display().to_string(),
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
-    );
-    Ok(())
+    train_and_write(be, args, set, config, out, ("skipped_files", skipped))
 }
 
 /// Each image's `[CLS]` embedding (what a ViT's classifier reads), or why the file could not
