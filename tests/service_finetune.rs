@@ -276,3 +276,85 @@ fn cancel_stops_embedding_and_training_needs_a_csv_and_a_model() {
     }
     assert_eq!(*batches.borrow(), 2, "stopped after the first batch");
 }
+
+/// Cancel takes effect between mini-batches, not only at the end of an epoch: the worker's
+/// pause (where the browser delivers a cancel) comes after every batch. Before the first epoch
+/// ends, a cancel keeps the head from before; later, the best finished epoch's head.
+#[test]
+fn cancel_stops_training_within_a_batch() {
+    let mut service = with_encoder();
+    handle(
+        &mut service,
+        Request::InspectCsv {
+            name: "reviews.csv".into(),
+        },
+        vec![csv()],
+    );
+    let config = TrainConfig {
+        batch_size: 4,
+        ..config()
+    };
+    let train = Request::Train {
+        text_col: 1,
+        label_col: 0,
+        config,
+    };
+    // A first head, trained to the end (and the embeddings cached, so from now on every
+    // pause is a training batch's).
+    let first = match handle(&mut service, train.clone(), vec![]) {
+        Response::Trained(s) => *s,
+        other => panic!("{other:?}"),
+    };
+    let val: usize = first.metrics.confusion.iter().flatten().sum();
+    let per_epoch = (60 - val).div_ceil(4);
+    assert_eq!(per_epoch, 12, "{val} validation rows");
+    let before = classify(&mut service, &TEXTS);
+
+    // Cancelled after `k` batches; returns the answer and the batches run.
+    let run = |service: &mut Service, k: usize| {
+        let pauses = std::cell::Cell::new(0usize);
+        let epochs = std::cell::Cell::new(0usize);
+        let pause = || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+            pauses.set(pauses.get() + 1);
+            Box::pin(std::future::ready(()))
+        };
+        let cancelled = || pauses.get() >= k;
+        let progress = |p: Progress| {
+            if p.epoch.is_some() {
+                epochs.set(epochs.get() + 1);
+            }
+        };
+        let ctx = Ctx {
+            progress: &progress,
+            cancelled: &cancelled,
+            pause: &pause,
+        };
+        let r = pollster::block_on(service.handle(train.clone(), vec![], &ctx));
+        (r, pauses.get(), epochs.get())
+    };
+
+    // In the first epoch: no head from this run, the one from before stays.
+    match run(&mut service, 5) {
+        (Response::Error { message }, 5, 0) => {
+            assert!(message.contains("cancelled before the first epoch"), "{message}")
+        }
+        (other, batches, epochs) => panic!("{batches} batches, {epochs} epochs: {other:?}"),
+    }
+    assert_eq!(
+        classify(&mut service, &TEXTS),
+        before,
+        "the head from before is kept"
+    );
+
+    // Five batches into the second epoch: the first epoch's head is kept, the rest dropped.
+    match run(&mut service, per_epoch + 5) {
+        (Response::Trained(s), batches, 1) => {
+            assert_eq!(batches, per_epoch + 5, "stopped at the cancel");
+            assert!(s.cancelled);
+            assert_eq!(s.history.len(), 1);
+            assert_eq!(s.best_epoch, 1);
+            assert!(s.cached_embeddings);
+        }
+        (other, batches, epochs) => panic!("{batches} batches, {epochs} epochs: {other:?}"),
+    }
+}

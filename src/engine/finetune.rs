@@ -102,7 +102,25 @@ pub async fn train_head<B: TrainOps>(
     labels: &[u32],
     label_names: &[String],
     config: &TrainConfig,
+    on_epoch: impl FnMut(&EpochReport) -> bool,
+) -> Result<Trained<B>> {
+    let go_on = || std::future::ready(true);
+    train_head_with(be, embeddings, labels, label_names, config, on_epoch, go_on).await
+}
+
+/// [`train_head`] that also awaits `after_batch` after every mini-batch: the browser's worker
+/// lets its event loop run there (so a cancel arrives within a batch, not an epoch), and a
+/// `false` stops the training at once. The unfinished epoch is dropped and the best head of
+/// the finished ones is kept; cancelled before the first epoch ended, it is an error. Waiting
+/// changes nothing in the arithmetic: the same seed gives the same head.
+pub async fn train_head_with<B: TrainOps, F: Future<Output = bool>>(
+    be: &B,
+    embeddings: &[Vec<f32>],
+    labels: &[u32],
+    label_names: &[String],
+    config: &TrainConfig,
     mut on_epoch: impl FnMut(&EpochReport) -> bool,
+    mut after_batch: impl FnMut() -> F,
 ) -> Result<Trained<B>> {
     let classes = label_names.len();
     let input = embeddings.first().map(Vec::len).unwrap_or(0);
@@ -163,7 +181,7 @@ pub async fn train_head<B: TrainOps>(
     let mut best: Option<(f64, usize, Head<B>)> = None;
     let mut stopped_early = false;
 
-    for epoch in 1..=config.epochs {
+    'epochs: for epoch in 1..=config.epochs {
         shuffle(&mut order, &mut rng);
         for batch in order.chunks(config.batch_size) {
             let idx: Vec<u32> = batch.iter().map(|&i| i as u32).collect();
@@ -171,6 +189,9 @@ pub async fn train_head<B: TrainOps>(
             let y: Vec<u32> = batch.iter().map(|&i| y_train[i]).collect();
             // The loss stays on the backend: nothing waits for the GPU inside an epoch.
             trainer.step_lazy(be, &x, &y)?;
+            if !after_batch().await {
+                break 'epochs;
+            }
         }
         let head = trainer.head();
         let (lt, lv) = (head.logits(be, &x_train)?, head.logits(be, &x_val)?);

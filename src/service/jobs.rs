@@ -1,10 +1,12 @@
 //! Work on a loaded model, written once for every backend; [`super::Service::run`] picks the
 //! backend and moves to the CPU if the GPU fails.
 
+use std::cell::Cell;
+
 use super::Ctx;
 use crate::engine::backend::TrainOps;
 use crate::engine::encoder::Want;
-use crate::engine::finetune::{train_head, EpochReport, Metrics, TrainConfig};
+use crate::engine::finetune::{train_head_with, EpochReport, Metrics, TrainConfig};
 use crate::engine::image::preprocess_bytes;
 use crate::engine::pipeline::Pipeline;
 use crate::engine::train::HostTensor;
@@ -220,15 +222,33 @@ impl Job for TrainHead<'_> {
 
     async fn run<B: TrainOps>(&self, _p: &Pipeline<B>, be: &B) -> Result<Self::Output, EngineError> {
         let epochs = self.config.epochs as u64;
-        let mut cancelled = false;
-        let t = train_head(be, self.embeddings, self.labels, self.names, &self.config, |r| {
+        let cancelled = Cell::new(false);
+        let ctx = self.ctx;
+        let on_epoch = |r: &EpochReport| {
             let mut p = Progress::stage("training", r.epoch as u64, epochs);
             p.epoch = Some(r.clone());
-            (self.ctx.progress)(p);
-            cancelled = (self.ctx.cancelled)();
-            !cancelled
-        })
+            (ctx.progress)(p);
+            cancelled.set((ctx.cancelled)());
+            !cancelled.get()
+        };
+        // After every mini-batch the browser may deliver a cancel (the worker's pause yields
+        // to its event loop every few milliseconds of work), so Cancel stops within a batch.
+        let after_batch = || async {
+            (ctx.pause)().await;
+            cancelled.set((ctx.cancelled)());
+            !cancelled.get()
+        };
+        let t = train_head_with(
+            be,
+            self.embeddings,
+            self.labels,
+            self.names,
+            &self.config,
+            on_epoch,
+            after_batch,
+        )
         .await?;
+        let cancelled = cancelled.get();
         Ok(TrainedHost {
             weights: t.head.to_host_async(be).await?,
             history: t.history,

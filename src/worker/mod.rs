@@ -71,8 +71,23 @@ fn cancel_request(data: &JsValue) -> Option<u64> {
     matches!(msg.request, Request::CancelTraining).then_some(msg.id)
 }
 
-/// Lets the browser run its event loop (and deliver a cancel) before going on.
+/// How long work may run without giving the browser its event loop back (ms). Long enough
+/// that the yields cost little (a nested `setTimeout` waits at least 4 ms), short enough that
+/// Cancel takes effect at once.
+const YIELD_EVERY_MS: f64 = 30.0;
+
+thread_local! {
+    static LAST_YIELD: Cell<f64> = const { Cell::new(0.0) };
+}
+
+/// Lets the browser run its event loop (and deliver a cancel) before going on, when work has
+/// run for [`YIELD_EVERY_MS`] since it last did; otherwise goes on at once (the training loop
+/// asks after every mini-batch).
 fn pause() -> Pin<Box<dyn Future<Output = ()>>> {
+    let now = js_sys::Date::now();
+    if now - LAST_YIELD.with(Cell::get) < YIELD_EVERY_MS {
+        return Box::pin(std::future::ready(()));
+    }
     let promise = js_sys::Promise::new(&mut |resolve, _reject| {
         let global = js_sys::global();
         if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
@@ -82,6 +97,7 @@ fn pause() -> Pin<Box<dyn Future<Output = ()>>> {
     });
     Box::pin(async move {
         let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        LAST_YIELD.with(|t| t.set(js_sys::Date::now()));
     })
 }
 

@@ -143,3 +143,86 @@ test('training runs on WebGPU when the browser has it (SwiftShader) and learns t
     await browser.close();
   }
 });
+
+/** Two classes of distinct sentences, `n` rows each. */
+function longCsv(n) {
+  let csv = 'mood,text\n';
+  for (let i = 0; i < n; i++) {
+    csv += `pos,"happy bright sunny day ${i}"\n`;
+    csv += `neg,"sad gloomy rainy night ${i}"\n`;
+  }
+  return Buffer.from(csv);
+}
+
+/** Clicks Cancel; resolves with the ms until `outcome` shows (the training's answer). */
+async function cancelAndWait(page, outcome) {
+  const t0 = Date.now();
+  await page.getByTestId('train-cancel').click();
+  await outcome.waitFor({ timeout: 120_000 });
+  const ms = Date.now() - t0;
+  await page.waitForFunction(() => !document.querySelector('[data-testid=train-start]').disabled, null,
+    { timeout: 120_000 });
+  return ms;
+}
+
+test('Cancel stops CPU training within a few mini-batches, not at the end of the epoch', async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, problems } = await open(browser.context, `${server.url}?backend=cpu`);
+    assert.match(await loadFixture(page, 'bert-encoder'), /on CPU/);
+    await page.getByTestId('tab-finetune').click();
+    // A head from before.
+    await page.getByTestId('csv-input').setInputFiles({ name: 'reviews.csv', mimeType: 'text/csv', buffer: wordCsv() });
+    await page.getByTestId('csv-summary').filter({ hasText: 'reviews.csv: 60 rows' }).waitFor();
+    await page.locator('details.advanced summary').click();
+    await setNumber(page, 'Epochs', 30);
+    await setNumber(page, 'Learning rate', 0.01);
+    await page.getByTestId('train-start').click();
+    await page.getByTestId('train-metrics').waitFor({ timeout: 120_000 });
+    await page.getByTestId('head-status').filter({ hasText: 'Trained head: bad, good' }).waitFor();
+
+    // A long run: 640 training rows one at a time through an 8000-wide hidden layer (a head
+    // small enough for the browser's storage), so that one epoch takes seconds.
+    await page.getByTestId('csv-input').setInputFiles({ name: 'moods.csv', mimeType: 'text/csv', buffer: longCsv(400) });
+    await page.getByTestId('csv-summary').filter({ hasText: 'moods.csv: 800 rows' }).waitFor();
+    await setNumber(page, 'Epochs', 1000);
+    await setNumber(page, 'Batch size', 1);
+    await setNumber(page, 'Hidden layer width (0 = linear)', 8000);
+    await setNumber(page, 'Early-stopping patience (epochs)', 1000);
+
+    // 1. Cancelled inside the first epoch: no new head, the one from before stays.
+    await page.getByTestId('train-start').click();
+    await page.waitForFunction(() => {
+      const p = document.querySelector('[data-testid=train-progress]');
+      return p && p.dataset.stage === 'embedding' && p.value === p.max && p.max === 800;
+    }, null, { timeout: 120_000 });
+    await page.waitForTimeout(1000);
+    const first = await cancelAndWait(page, page.getByTestId('error'));
+    const message = await page.getByTestId('error').textContent();
+    console.log(`# cancelled in the first epoch after ${first} ms: ${message}`);
+    assert.match(message, /cancelled before the first epoch ended/);
+    assert.equal(await page.getByTestId('train-curves').getAttribute('data-epochs'), '0');
+    await page.getByTestId('head-status').filter({ hasText: 'Trained head: bad, good' }).waitFor();
+
+    // 2. Again (the embeddings are cached): time one whole epoch, then cancel at once.
+    const t0 = Date.now();
+    await page.getByTestId('train-start').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid=train-curves]').dataset.epochs === '1',
+      null, { timeout: 300_000 });
+    const epochMs = Date.now() - t0;
+    const metrics = page.getByTestId('train-metrics');
+    const latency = await cancelAndWait(page, metrics.filter({ hasText: 'cancelled; the best head so far is kept' }));
+    console.log(`# one epoch ${epochMs} ms; cancel took effect after ${latency} ms (first epoch: ${first} ms)`);
+    assert.ok(epochMs >= 2000, `an epoch took only ${epochMs} ms: too short to tell a prompt cancel from one at the epoch's end`);
+    assert.equal(await page.getByTestId('train-curves').getAttribute('data-epochs'), '1',
+      'the unfinished second epoch is dropped, not run to its end');
+    assert.ok(latency < Math.min(1500, epochMs / 2), `cancel took ${latency} ms; an epoch takes ${epochMs} ms`);
+    assert.ok(first < Math.min(1500, epochMs / 2), `the first cancel took ${first} ms`);
+    await page.getByTestId('head-status').filter({ hasText: 'Trained head: neg, pos' }).waitFor();
+    const errors = await page.getByTestId('error').allTextContents();
+    assert.deepEqual(errors, []);
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
