@@ -98,8 +98,12 @@ pub enum Request {
         config: TrainConfig,
     },
     /// The trained image head as `head.safetensors` bytes and its JSON (answered with
-    /// `HeadFile`); `ImportHead` installs either kind, by the head's pooling.
+    /// `HeadFile`).
     ExportImageHead,
+    /// Installs an image head exported before (its file travels as the one buffer).
+    /// `ImportHead` takes text heads only and `ImportImageHead` image heads only: each refuses
+    /// the other kind and says where it goes.
+    ImportImageHead { name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use webformer::engine::finetune::TrainConfig;
-use webformer::engine::image_dataset::read_class_folders;
+use webformer::engine::image_dataset::{place_files, read_class_folders, Placed};
 use webformer::protocol::{ImageResult, Progress, Request, Response};
 use webformer::service::{Ctx, Service};
 
@@ -264,9 +264,24 @@ fn a_head_trained_on_dropped_pngs_classifies_held_out_images() {
     assert!(json.contains("\"pooling\": \"cls\""), "{json}");
     let mut fresh = Service::new();
     load_vit(&mut fresh);
-    let r = handle(
+    // The text section's import refuses an image head and says where it goes.
+    match handle(
         &mut fresh,
         Request::ImportHead {
+            name: "image-head.safetensors".into(),
+        },
+        vec![st.clone()],
+    ) {
+        Response::Error { message } => assert!(
+            message.starts_with("image-head.safetensors is an image head (")
+                && message.contains("import it in the image section"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let r = handle(
+        &mut fresh,
+        Request::ImportImageHead {
             name: "head.safetensors".into(),
         },
         vec![st],
@@ -358,4 +373,78 @@ fn cli_trains_on_class_folders_and_classifies_with_the_head() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("not a webformer head"), "{stderr}");
+}
+
+/// What the page does with folders dropped onto the image-classes area (or picked): each
+/// file's class is the folder it is in, whether the drop was class folders or one parent
+/// folder of them; loose files go to the typed class, zips to their own folders' classes.
+#[test]
+fn dropped_folders_become_classes() {
+    let paths = |v: &[&str]| v.iter().map(|p| (p.to_string(), ())).collect::<Vec<_>>();
+    let names = |p: Placed<()>| {
+        let classes: Vec<(String, Vec<String>)> = p
+            .classes
+            .into_iter()
+            .map(|(c, f)| (c, f.into_iter().map(|(path, ())| path).collect()))
+            .collect();
+        (classes, p.unplaced)
+    };
+    let own = |s: &str| s.to_string();
+    // Two class folders dropped together (a class name typed on the page does not matter).
+    let p = place_files(
+        paths(&["shoes/a.png", "shoes/b.png", "bags/c.png", "shoes/.DS_Store"]),
+        "ignored",
+    );
+    assert_eq!(
+        names(p),
+        (
+            vec![
+                (own("shoes"), vec![own("shoes/a.png"), own("shoes/b.png")]),
+                (own("bags"), vec![own("bags/c.png")]),
+            ],
+            vec![]
+        )
+    );
+    // One parent folder of class folders (a drop, or a folder pick's webkitRelativePath),
+    // with a macOS zip's droppings.
+    let p = place_files(
+        paths(&[
+            "photos/shoes/a.png",
+            "photos/bags/c.png",
+            "photos/shoes/b.png",
+            "__MACOSX/photos/shoes/._a.png",
+        ]),
+        "",
+    );
+    assert_eq!(
+        names(p),
+        (
+            vec![
+                (
+                    own("shoes"),
+                    vec![own("photos/shoes/a.png"), own("photos/shoes/b.png")]
+                ),
+                (own("bags"), vec![own("photos/bags/c.png")]),
+            ],
+            vec![]
+        )
+    );
+    // Loose files: the typed class; without one a zip keeps its folders and the rest is
+    // named, not lost silently.
+    let p = place_files(paths(&["x.png", "y.PNG"]), " sneakers ");
+    assert_eq!(
+        names(p),
+        (vec![(own("sneakers"), vec![own("x.png"), own("y.PNG")])], vec![])
+    );
+    let p = place_files(paths(&["classes.ZIP", "x.png", "shoes\\a.png"]), "");
+    assert_eq!(
+        names(p),
+        (
+            vec![
+                (own(""), vec![own("classes.ZIP")]),
+                (own("shoes"), vec![own("shoes/a.png")]),
+            ],
+            vec![own("x.png")]
+        )
+    );
 }

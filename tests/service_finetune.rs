@@ -160,6 +160,22 @@ fn drop_train_classify_export_import() {
         other => panic!("{other:?}"),
     }
     assert_eq!(classify(&mut fresh, &TEXTS), before);
+    // The image section's import refuses a text head, says where it goes, and keeps the
+    // text head in use.
+    match handle(
+        &mut fresh,
+        Request::ImportImageHead {
+            name: "head.safetensors".into(),
+        },
+        vec![bytes.clone()],
+    ) {
+        Response::Error { message } => assert_eq!(
+            message,
+            "head.safetensors is a text head (bad, good, trained on bert-encoder); import it on the Fine-tune tab"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(classify(&mut fresh, &TEXTS), before);
     // A broken head file is refused and the installed head stays.
     match handle(
         &mut fresh,

@@ -77,6 +77,52 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// Files added on the page, sorted into classes by [`place_files`].
+#[derive(Debug, PartialEq)]
+pub struct Placed<T> {
+    /// Each class (in the order first met) with its files as (path, file).
+    pub classes: Vec<(String, Vec<(String, T)>)>,
+    /// Files that belong to no class (no folder, no typed class name, not a zip).
+    pub unplaced: Vec<String>,
+}
+
+/// Sorts files added on the page into classes by their path inside a dropped or picked
+/// folder ("photos/shoes/a.png"; a single file's path is its name). As in a zip, a file's
+/// class is the folder it is in: a dropped class folder gives `shoes/a.png` → "shoes", a
+/// dropped or picked parent folder `photos/shoes/a.png` → "shoes". A file outside any folder
+/// goes to `typed` (the class name typed on the page) when there is one; without it a zip
+/// goes to the "" class (its own folders are the classes) and anything else is unplaced.
+/// System files (`.DS_Store`, `__MACOSX/…`) are left out.
+pub fn place_files<T>(files: Vec<(String, T)>, typed: &str) -> Placed<T> {
+    let typed = typed.trim();
+    let mut placed = Placed {
+        classes: Vec::new(),
+        unplaced: Vec::new(),
+    };
+    for (path, file) in files {
+        let path = path.replace('\\', "/");
+        if is_system_file(&path) {
+            continue;
+        }
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let class = match parts.len() {
+            0 => continue,
+            1 if !typed.is_empty() => typed.to_string(),
+            1 if path.to_ascii_lowercase().ends_with(".zip") => String::new(),
+            1 => {
+                placed.unplaced.push(path);
+                continue;
+            }
+            n => parts[n - 2].to_string(),
+        };
+        match placed.classes.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, files)) => files.push((path, file)),
+            None => placed.classes.push((class, vec![(path, file)])),
+        }
+    }
+    placed
+}
+
 /// The files of a zip archive of class folders: each file's class is the name of the
 /// folder it is in (`shoes/a.png` → "shoes"; `photos/shoes/a.png` → "shoes"). Files at the
 /// top of the archive get `top_class` when there is one, else they are an error.

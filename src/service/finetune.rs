@@ -149,9 +149,12 @@ impl Service {
     pub(super) fn import_head(&mut self, name: String, files: Vec<Vec<u8>>) -> Response {
         let [bytes] = <[Vec<u8>; 1]>::try_from(files).unwrap_or_else(|_| [Vec::new()]);
         match head_from_safetensors(&name, &bytes) {
-            Ok((weights, meta)) if meta.pooling == super::finetune_images::IMAGE_POOLING => {
-                self.install_image_head(&name, weights, meta)
-            }
+            Ok((_, meta)) if meta.pooling == super::finetune_images::IMAGE_POOLING => error(format!(
+                "{name} is an image head ({}, trained on {}); import it in the image section \
+                 (Classify images → Teach it your own classes)",
+                meta.labels.join(", "),
+                meta.encoder
+            )),
             Ok((weights, meta)) => {
                 if let Some(m) = self.model.as_ref().filter(|m| m.info.modality == "text") {
                     if m.info.hidden != meta.input {

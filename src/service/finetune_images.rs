@@ -6,14 +6,16 @@ use super::finetune::{head_info, head_result};
 use super::jobs::{EmbedImages, TrainHead};
 use super::{error, Ctx, Service};
 use crate::engine::backend::cpu::CpuBackend;
-use crate::engine::finetune::{classify_embeddings, head_to_safetensors, HeadMeta, TrainConfig};
+use crate::engine::finetune::{
+    classify_embeddings, head_from_safetensors, head_to_safetensors, HeadMeta, TrainConfig,
+};
 use crate::engine::image_dataset::{fingerprint, ClassFile, ImageDataset};
 use crate::engine::train::{Head, HostTensor};
 use crate::engine::EngineError;
 use crate::protocol::{HeadInfo, ImageResult, Response, TrainSummary};
 
 /// How an image head pools: the `[CLS]` token after the final LayerNorm. Text heads say
-/// "mean"; [`Service::import_head`] files a head by this.
+/// "mean"; the imports tell the two kinds apart by this.
 pub const IMAGE_POOLING: &str = "cls";
 
 /// Each image's embedding, or why it could not be read, in the images' order.
@@ -140,13 +142,24 @@ impl Service {
         }
     }
 
-    /// Installs an image head read from a file (see [`Service::import_head`]).
-    pub(super) fn install_image_head(
-        &mut self,
-        name: &str,
-        weights: Vec<HostTensor>,
-        meta: HeadMeta,
-    ) -> Response {
+    /// Installs an image head exported before; a text head is refused with where it goes,
+    /// and a refused file leaves the installed head as it was.
+    pub(super) fn import_image_head(&mut self, name: String, files: Vec<Vec<u8>>) -> Response {
+        let [bytes] = <[Vec<u8>; 1]>::try_from(files).unwrap_or_else(|_| [Vec::new()]);
+        match head_from_safetensors(&name, &bytes) {
+            Ok((weights, meta)) if meta.pooling == IMAGE_POOLING => {
+                self.install_image_head(&name, weights, meta)
+            }
+            Ok((_, meta)) => error(format!(
+                "{name} is a text head ({}, trained on {}); import it on the Fine-tune tab",
+                meta.labels.join(", "),
+                meta.encoder
+            )),
+            Err(e) => error(e),
+        }
+    }
+
+    fn install_image_head(&mut self, name: &str, weights: Vec<HostTensor>, meta: HeadMeta) -> Response {
         if let Some(m) = self.model.as_ref().filter(|m| m.info.modality == "image") {
             if m.info.hidden != meta.input {
                 return error(format!(

@@ -165,6 +165,7 @@ impl Service {
                 config,
             } => self.train_images(classes, names, files, config, ctx).await,
             Request::ExportImageHead => self.export_image_head(),
+            Request::ImportImageHead { name } => self.import_image_head(name, files),
             Request::LoadTokenizer { source, json } => {
                 match TextTokenizer::from_bytes(&source, json.as_bytes(), None) {
                     Ok(tok) => {

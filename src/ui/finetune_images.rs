@@ -1,28 +1,31 @@
 //! Fine-tuning on images: name a class and drop or pick its images (or a zip of class
-//! folders), or pick a folder whose sub-folders are the classes; a head is trained on the
-//! loaded ViT's `[CLS]` embeddings in the worker, with the same loop, curves and metrics as
-//! for text. The head then answers next to the model's own classifier in the image panel,
+//! folders), or drop or pick folders (a class per folder, or a parent of class folders); a
+//! head is trained on the loaded ViT's `[CLS]` embeddings in the worker, with the same loop,
+//! curves and metrics as for text. The head then answers next to the model's own classifier in the image panel,
 //! and is kept in the browser (localStorage) so a reload keeps it.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 use super::finetune::{download, read_bytes, Curves, Results};
 use super::worker_client::WorkerClient;
 use crate::engine::finetune::{EpochReport, TrainConfig};
+use crate::engine::image_dataset::place_files;
 use crate::protocol::{HeadInfo, ModelInfo, Progress, Request, Response, TrainSummary};
 
 /// Where the image head lives between visits (base64 of its head.safetensors), apart from
 /// the text head.
 const STORED_IMAGE_HEAD: &str = "webformer.image-head";
 
-/// A class and the files added to it. The files stay here (not only in the worker), so a
-/// failed or cancelled training loses nothing the user added.
+/// A class and the files added to it, each with its path (its name inside the folder it
+/// came in, or its file name). The files stay here (not only in the worker), so a failed or
+/// cancelled training loses nothing the user added.
 #[derive(Clone)]
 struct Class {
     name: String,
-    files: Vec<web_sys::File>,
+    files: Vec<(String, web_sys::File)>,
 }
 
 fn now_ms() -> f64 {
@@ -49,64 +52,107 @@ fn stored() -> Option<Vec<u8>> {
     Some(decoded.chars().map(|c| c as u8).collect())
 }
 
-/// The path a folder pick gives a file ("photos/shoes/a.png"), or "" for a single file.
-fn relative_path(file: &web_sys::File) -> String {
-    js_sys::Reflect::get(file, &JsValue::from_str("webkitRelativePath"))
+/// A picked file's path: "photos/shoes/a.png" from a folder pick, else its name.
+fn picked_path(file: &web_sys::File) -> String {
+    let path = js_sys::Reflect::get(file, &JsValue::from_str("webkitRelativePath"))
         .ok()
         .and_then(|v| v.as_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if path.is_empty() {
+        file.name()
+    } else {
+        path
+    }
 }
 
-/// The class of a file picked inside a folder: the folder it is in, below the picked one
-/// ("photos/shoes/a.png" → "shoes"); files directly in the picked folder have none.
-fn folder_class(path: &str) -> Option<String> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    (parts.len() >= 3).then(|| parts[parts.len() - 2].to_string())
-}
-
-fn is_zip_name(name: &str) -> bool {
-    name.to_ascii_lowercase().ends_with(".zip")
-}
-
-/// Puts each file in its class: its folder's (folder picks), else `typed`. A zip may go
-/// without a class (its folders are the classes).
+/// Puts each file in its class (see [`place_files`]: its folder's, else the typed one).
 fn add_files(
     classes: RwSignal<Vec<Class>, LocalStorage>,
-    files: Vec<web_sys::File>,
+    files: Vec<(String, web_sys::File)>,
     typed: &str,
 ) -> Result<usize, String> {
-    let typed = typed.trim();
+    let placed = place_files(files, typed);
     let mut added = 0;
-    let mut unplaced = Vec::new();
-    for f in files {
-        let path = relative_path(&f);
-        let class = match folder_class(&path) {
-            Some(c) => c,
-            None if !typed.is_empty() => typed.to_string(),
-            None if is_zip_name(&f.name()) => String::new(),
-            None => {
-                unplaced.push(f.name());
-                continue;
+    classes.update(|cs| {
+        for (class, files) in placed.classes {
+            added += files.len();
+            match cs.iter_mut().find(|c| c.name == class) {
+                Some(c) => c.files.extend(files),
+                None => cs.push(Class { name: class, files }),
             }
-        };
-        classes.update(|cs| match cs.iter_mut().find(|c| c.name == class) {
-            Some(c) => c.files.push(f),
-            None => cs.push(Class {
-                name: class,
-                files: vec![f],
-            }),
-        });
-        added += 1;
-    }
-    if unplaced.is_empty() {
+        }
+    });
+    if placed.unplaced.is_empty() {
         Ok(added)
     } else {
         Err(format!(
             "name the class first, then add its images ({} not added: {})",
-            unplaced.len(),
-            unplaced.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            placed.unplaced.len(),
+            placed
+                .unplaced
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
+}
+
+/// A `Promise` from a call that takes a success and an error callback.
+async fn callback(call: impl FnOnce(&js_sys::Function, &js_sys::Function)) -> Result<JsValue, JsValue> {
+    let mut call = Some(call);
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        if let Some(call) = call.take() {
+            call(&resolve, &reject);
+        }
+    });
+    JsFuture::from(promise).await
+}
+
+/// Every file under the dropped entries (folders read to the bottom), with its path from
+/// the dropped item ("shoes/a.png", "photos/shoes/a.png"), sorted by path.
+async fn read_entries(
+    entries: Vec<web_sys::FileSystemEntry>,
+) -> Result<Vec<(String, web_sys::File)>, String> {
+    let mut out = Vec::new();
+    let mut stack = entries;
+    while let Some(entry) = stack.pop() {
+        let path = entry.full_path().trim_start_matches('/').to_string();
+        let failed = |e: JsValue| format!("could not read the dropped {path}: {e:?}");
+        if entry.is_directory() {
+            let reader = entry
+                .unchecked_ref::<web_sys::FileSystemDirectoryEntry>()
+                .create_reader();
+            // readEntries gives a directory's entries in batches, then an empty one.
+            loop {
+                let batch = callback(|ok, err| {
+                    if let Err(e) = reader.read_entries_with_callback_and_callback(ok, err) {
+                        let _ = err.call1(&JsValue::NULL, &e);
+                    }
+                })
+                .await
+                .map_err(failed)?;
+                let batch: js_sys::Array = batch.unchecked_into();
+                if batch.length() == 0 {
+                    break;
+                }
+                stack.extend(
+                    batch
+                        .iter()
+                        .map(|e| e.unchecked_into::<web_sys::FileSystemEntry>()),
+                );
+            }
+        } else if entry.is_file() {
+            let file_entry = entry.unchecked_ref::<web_sys::FileSystemFileEntry>();
+            let file = callback(|ok, err| file_entry.file_with_callback_and_callback(ok, err))
+                .await
+                .map_err(failed)?;
+            out.push((path, file.unchecked_into::<web_sys::File>()));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Restores the image head kept in the browser, if any.
@@ -114,7 +160,7 @@ fn restore(client: WorkerClient, set_head: WriteSignal<Option<HeadInfo>>) {
     let Some(bytes) = stored() else { return };
     spawn_local(async move {
         let buffer = js_sys::Uint8Array::from(bytes.as_slice()).buffer();
-        let request = Request::ImportHead {
+        let request = Request::ImportImageHead {
             name: "the image head saved in this browser".into(),
         };
         if let Ok(Response::HeadLoaded(info)) = client.call_with_files(request, vec![buffer]).await {
@@ -137,19 +183,19 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
     let config = RwSignal::new(TrainConfig::default());
     restore(client.clone(), set_head);
 
-    let take = move |files: Vec<web_sys::File>| {
+    let take = move |files: Vec<(String, web_sys::File)>| {
         if files.is_empty() {
             return;
         }
-        match add_files(classes, files, &class_name.get_untracked()) {
-            Ok(_) => set_error.set(None),
-            Err(m) => set_error.set(Some(m)),
-        }
+        set_error.set(add_files(classes, files, &class_name.get_untracked()).err());
     };
-    let list = |files: Option<web_sys::FileList>| -> Vec<web_sys::File> {
+    let list = |files: Option<web_sys::FileList>| -> Vec<(String, web_sys::File)> {
         files
-            .map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect())
+            .map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect::<Vec<_>>())
             .unwrap_or_default()
+            .into_iter()
+            .map(|f| (picked_path(&f), f))
+            .collect()
     };
     let on_pick = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -159,7 +205,23 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
     };
     let on_drop = move |ev: leptos::ev::DragEvent| {
         ev.prevent_default();
-        take(list(ev.data_transfer().and_then(|d| d.files())));
+        let Some(dt) = ev.data_transfer() else { return };
+        // The entries can only be had during the event; folders are read after it.
+        let items = dt.items();
+        let entries: Vec<web_sys::FileSystemEntry> = (0..items.length())
+            .filter_map(|i| items.get(i))
+            .filter(|item| item.kind() == "file")
+            .filter_map(|item| item.webkit_get_as_entry().ok().flatten())
+            .collect();
+        if !entries.iter().any(|e| e.is_directory()) {
+            return take(list(dt.files()));
+        }
+        spawn_local(async move {
+            match read_entries(entries).await {
+                Ok(files) => take(files),
+                Err(m) => set_error.set(Some(m)),
+            }
+        });
     };
 
     let start = {
@@ -175,11 +237,10 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
             spawn_local(async move {
                 let (mut names, mut class_of, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
                 for c in &chosen {
-                    for f in &c.files {
+                    for (path, f) in &c.files {
                         match read_bytes(f).await {
                             Ok(b) => {
-                                let path = relative_path(f);
-                                names.push(if path.is_empty() { f.name() } else { path });
+                                names.push(path.clone());
                                 class_of.push(c.name.clone());
                                 buffers.push(b);
                             }
@@ -254,6 +315,37 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
             });
         }
     };
+    let import = {
+        let client = client.clone();
+        move |ev: leptos::ev::Event| {
+            let input: web_sys::HtmlInputElement = event_target(&ev);
+            let Some(file) = input.files().and_then(|f| f.get(0)) else {
+                return;
+            };
+            // The same file can be picked again (after a refusal, say).
+            input.set_value("");
+            let client = client.clone();
+            spawn_local(async move {
+                let bytes = match read_bytes(&file).await {
+                    Ok(b) => b,
+                    Err(e) => return set_error.set(Some(e)),
+                };
+                let copy = js_sys::Uint8Array::new(&bytes).to_vec();
+                match client
+                    .call_with_files(Request::ImportImageHead { name: file.name() }, vec![bytes])
+                    .await
+                {
+                    Ok(Response::HeadLoaded(info)) => {
+                        set_error.set(store(&copy).err());
+                        set_head.set(Some(info));
+                    }
+                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
+                    // The image head installed before (if any) stays.
+                    Err(m) => set_error.set(Some(m)),
+                }
+            });
+        }
+    };
     let number = move |label: &'static str, get: fn(&TrainConfig) -> f64, put: fn(&mut TrainConfig, f64)| {
         view! {
             <label>
@@ -279,7 +371,8 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
             <p class="hint">
                 "Train a small head on the loaded ViT's image embeddings (the [CLS] token its own classifier reads), "
                 "here in the browser. Name a class and add its images (or a zip with one folder per class), "
-                "or pick a folder whose sub-folders are the classes. Files that are not images are skipped and named."
+                "or drop or pick folders: one folder per class, or a folder whose sub-folders are the classes "
+                "(a file's class is the folder it is in). Files that are not images are skipped and named."
             </p>
             <p data-testid="image-finetune-model">
                 {move || match model.get() {
@@ -302,11 +395,11 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
             </div>
             <div class="dropzone" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
                 <label>
-                    "Drop or pick this class's images (or a zip of class folders): "
+                    "Drop this class's images, class folders or a zip of class folders here, or pick images: "
                     <input type="file" multiple accept="image/*,.zip,application/zip" data-testid="image-class-input" on:change=on_pick />
                 </label>
                 <label>
-                    "Or pick a folder with one sub-folder per class: "
+                    "Or pick a folder (one sub-folder per class): "
                     <input type="file" multiple prop:webkitdirectory=true data-testid="image-folder-input" on:change=on_pick />
                 </label>
             </div>
@@ -397,6 +490,10 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
                 <button data-testid="image-head-export" on:click=export disabled=move || head.get().is_none()>
                     "Export image head (image-head.safetensors + .json)"
                 </button>
+                <label>
+                    "Import an image head: "
+                    <input type="file" accept=".safetensors" data-testid="image-head-import" on:change=import />
+                </label>
             </div>
         </section>
     }
