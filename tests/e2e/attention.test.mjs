@@ -83,6 +83,68 @@ test('attention heatmap is drawn and follows the layer and head pickers', async 
     });
     assert.equal(await page.getByTestId('attention-layer').inputValue(), '1');
     assert.equal(await page.getByTestId('attention-head').inputValue(), '3');
+
+    // The selection outline is on its own canvas over the thumbnails (drawn once): it follows
+    // the pickers, and a click after a layer change still selects the thumbnail clicked.
+    const outline = page.getByTestId('attention-grid-outline');
+    const thumbnails = await grid.evaluate((c) => c.toDataURL());
+    // The outline's painted pixels, in CSS pixels of the canvas (= of the grid below it).
+    const outlineBox = () => outline.evaluate((c) => {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let [x0, y0, x1, y1] = [Infinity, Infinity, -1, -1];
+      for (let y = 0; y < c.height; y++) {
+        for (let x = 0; x < c.width; x++) {
+          if (d[(y * c.width + x) * 4 + 3] === 0) continue;
+          x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+        }
+      }
+      const r = window.devicePixelRatio;
+      return { x: (x0 + x1 + 1) / 2 / r, y: (y0 + y1 + 1) / 2 / r, w: (x1 - x0 + 1) / r, h: (y1 - y0 + 1) / r };
+    });
+    const pick = async (l, h) => {
+      await page.getByTestId('attention-layer').selectOption({ value: String(l) });
+      await page.getByTestId('attention-head').selectOption({ value: String(h) });
+      await page.waitForFunction(([l, h]) => {
+        const c = document.querySelector('[data-testid=attention-grid-outline]');
+        return c.dataset.layer === l && c.dataset.head === h;
+      }, [String(l), String(h)]);
+      return outlineBox();
+    };
+    const selected = async () => [
+      await page.getByTestId('attention-layer').inputValue(), await page.getByTestId('attention-head').inputValue()];
+    const b13 = await outlineBox();
+    const b00 = await pick(0, 0);
+    assert.ok(b00.w > 0 && b00.w === b00.h, `a square outline: ${JSON.stringify(b00)}`);
+    // Head 4 is right of head 1 and layer 2 below layer 1, in equal steps.
+    const step = { x: (b13.x - b00.x) / 3, y: b13.y - b00.y };
+    assert.ok(step.x > b00.w / 2 && Math.abs(step.x - step.y) < 1, `outline moved: ${JSON.stringify({ b00, b13 })}`);
+    // The outline's centre is on a thumbnail (opaque) and the outline sits in the gap around it.
+    const gridAlpha = (x, y) => grid.evaluate((c, [x, y]) => {
+      const r = window.devicePixelRatio;
+      return c.getContext('2d').getImageData(Math.floor(x * r), Math.floor(y * r), 1, 1).data[3];
+    }, [x, y]);
+    assert.equal(await gridAlpha(b00.x, b00.y), 255);
+    assert.equal(await gridAlpha(b00.x + b00.w / 2 - 0.5, b00.y), 0);
+    assert.equal(await grid.evaluate((c) => c.toDataURL()), thumbnails, 'the thumbnails are not redrawn');
+
+    // Click layer 2, head 2 after the layer change.
+    await grid.click({ position: { x: b00.x + step.x, y: b00.y + step.y } });
+    await page.waitForFunction(() => document.querySelector('[data-testid=attention-grid-outline]').dataset.head === '1');
+    assert.deepEqual(await selected(), ['1', '1']);
+    let moved = await outlineBox();
+    assert.ok(Math.abs(moved.x - (b00.x + step.x)) < 1 && Math.abs(moved.y - (b00.y + step.y)) < 1,
+      `the outline moved to layer 2, head 2: ${JSON.stringify(moved)}`);
+    // Another layer in the picker, then a click on layer 1, head 3.
+    await pick(1, 3);
+    await grid.click({ position: { x: b00.x + 2 * step.x, y: b00.y } });
+    await page.waitForFunction(() => document.querySelector('[data-testid=attention-grid-outline]').dataset.layer === '0');
+    assert.deepEqual(await selected(), ['0', '2']);
+    moved = await outlineBox();
+    assert.ok(Math.abs(moved.x - (b00.x + 2 * step.x)) < 1 && Math.abs(moved.y - b00.y) < 1,
+      `the outline moved to layer 1, head 3: ${JSON.stringify(moved)}`);
+    assert.equal(await page.getByTestId('attention-heatmap').getAttribute('data-layer'), '0');
+    assert.equal(await page.getByTestId('attention-heatmap').getAttribute('data-head'), '2');
+    await pick(1, 3);
     await page.screenshot({ path: 'docs/screenshots/attention.png', fullPage: true });
     assert.deepEqual(problems, []);
   } finally {

@@ -46,7 +46,15 @@ test('mounts, tokenizes in the worker, reports the WebGPU adapter, no console er
     await page.waitForFunction(() => document.querySelector('[data-testid=tokens]')?.dataset.count === '4');
 
     // The other areas are there.
-    for (const tab of ['images', 'finetune', 'about', 'text']) await page.getByTestId(`tab-${tab}`).click();
+    for (const tab of ['images', 'finetune', 'about', 'text']) {
+      await page.getByTestId(`tab-${tab}`).click();
+      if (tab === 'about') {
+        const about = page.getByTestId('about');
+        await about.waitFor();
+        assert.match(await about.textContent(), /About webformer/);
+        await page.screenshot({ path: 'docs/screenshots/about.png', fullPage: true });
+      }
+    }
 
     assert.deepEqual(problems, []);
   } finally {

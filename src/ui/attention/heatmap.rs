@@ -30,11 +30,13 @@ pub fn Heatmap(
     let canvas = NodeRef::<Canvas>::new();
     let (hover, set_hover) = signal(String::new());
     let n = toks.with_value(Vec::len);
+    // One pixel per cell, refilled in place on every change.
+    let pixels = StoredValue::new_local(Pixels::new(n, n));
 
     Effect::new(move || {
         let (l, h) = (layer.get(), head.get());
         let Some(el) = canvas.get() else { return };
-        att.with_value(|a| toks.with_value(|t| paint(&el, t, &a[l][h])));
+        pixels.update_value(|px| att.with_value(|a| toks.with_value(|t| paint(&el, t, &a[l][h], px))));
     });
 
     let on_move = move |ev: leptos::ev::MouseEvent| {
@@ -64,14 +66,13 @@ pub fn Heatmap(
     }
 }
 
-fn paint(el: &web_sys::HtmlCanvasElement, tokens: &[String], m: &[Vec<f32>]) {
+fn paint(el: &web_sys::HtmlCanvasElement, tokens: &[String], m: &[Vec<f32>], px: &mut Pixels) {
     let n = tokens.len();
     let (c, mg) = (cell(n), margin(n));
     let size = mg + c * n as f64;
     let Some(cx) = draw::context(el, size, size) else {
         return;
     };
-    let mut px = Pixels::new(n, n);
     px.matrix(0, 0, m);
     px.blit(&cx, mg, mg, c * n as f64, c * n as f64);
     if mg < 10.0 {

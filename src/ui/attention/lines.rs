@@ -64,25 +64,33 @@ fn paint(el: &web_sys::HtmlCanvasElement, tokens: &[String], m: &[Vec<f32>], foc
     let Some(cx) = draw::context(el, WIDTH, 12.0 + rh * n as f64) else {
         return;
     };
+    // Lines grouped by weight in 1/255 steps (the canvas keeps 8 bits of alpha anyway), so
+    // the stroke style is set once per step rather than once per line; lines of one colour
+    // add up the same whatever their order.
+    let mut lines: Vec<(u8, u16, u16)> = Vec::new();
     for (q, row) in m.iter().enumerate().take(n) {
         if focus.is_some_and(|f| f != q) {
             continue;
         }
         for (k, &w) in row.iter().enumerate().take(n) {
-            if w < MIN_WEIGHT {
-                continue;
+            if w >= MIN_WEIGHT {
+                lines.push(((w.min(1.0) * 255.0).round() as u8, q as u16, k as u16));
             }
-            cx.set_stroke_style_str(&format!("rgba(30, 80, 200, {:.3})", w.min(1.0)));
-            cx.set_line_width(if focus.is_some() {
-                1.0 + 3.0 * w as f64
-            } else {
-                1.0 + w as f64
-            });
-            cx.begin_path();
-            cx.move_to(LEFT + 4.0, y(q));
-            cx.line_to(RIGHT - 4.0, y(k));
-            cx.stroke();
         }
+    }
+    lines.sort_unstable_by_key(|&(b, _, _)| b);
+    let mut current = None;
+    for (b, q, k) in lines {
+        if current != Some(b) {
+            current = Some(b);
+            let w = b as f64 / 255.0;
+            cx.set_stroke_style_str(&format!("rgba(30, 80, 200, {w:.3})"));
+            cx.set_line_width(if focus.is_some() { 1.0 + 3.0 * w } else { 1.0 + w });
+        }
+        cx.begin_path();
+        cx.move_to(LEFT + 4.0, y(q as usize));
+        cx.line_to(RIGHT - 4.0, y(k as usize));
+        cx.stroke();
     }
     if rh < 8.0 {
         return;
