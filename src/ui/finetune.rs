@@ -5,83 +5,25 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
+use super::training::{cancel_handler, number_field, read_bytes, HeadKind, TrainProgress, Training};
 use super::worker_client::WorkerClient;
 use crate::engine::finetune::{EpochReport, TrainConfig};
-use crate::protocol::{CsvInfo, HeadInfo, ModelInfo, Progress, Request, Response, TrainSummary};
+use crate::protocol::{CsvInfo, HeadInfo, ModelInfo, Request, Response, TrainSummary};
 
-/// Where the trained head lives between visits (base64 of head.safetensors).
-const STORED_HEAD: &str = "webformer.head";
-
-pub(super) async fn read_bytes(file: &web_sys::File) -> Result<js_sys::ArrayBuffer, String> {
-    JsFuture::from(file.array_buffer())
-        .await
-        .map_err(|e| format!("could not read {}: {e:?}", file.name()))?
-        .dyn_into()
-        .map_err(|_| format!("{} did not read as bytes", file.name()))
-}
-
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok()?
-}
-
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
-/// Keeps the head in the browser (base64); a full storage only costs the reload convenience.
-fn store_head(bytes: &[u8]) -> Result<(), String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let latin1: String = bytes.iter().map(|&b| b as char).collect();
-    let encoded = window.btoa(&latin1).map_err(|e| format!("{e:?}"))?;
-    let s = storage().ok_or("this browser has no local storage")?;
-    s.set_item(STORED_HEAD, &encoded)
-        .map_err(|_| "the browser's storage is full; export the head to keep it".to_string())
-}
-
-fn stored_head() -> Option<Vec<u8>> {
-    let text = storage()?.get_item(STORED_HEAD).ok()??;
-    let decoded = web_sys::window()?.atob(&text).ok()?;
-    Some(decoded.chars().map(|c| c as u8).collect())
-}
-
-/// Offers `bytes` as a download named `name`.
-pub(super) fn download(name: &str, bytes: &[u8], mime: &str) -> Result<(), String> {
-    let array = js_sys::Uint8Array::from(bytes);
-    let parts = js_sys::Array::of1(&array);
-    let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type(mime);
-    let blob =
-        web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|e| format!("{e:?}"))?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
-    let document = web_sys::window()
-        .and_then(|w| w.document())
-        .ok_or("no document")?;
-    let a: web_sys::HtmlAnchorElement = document
-        .create_element("a")
-        .map_err(|e| format!("{e:?}"))?
-        .unchecked_into();
-    a.set_href(&url);
-    a.set_download(name);
-    a.click();
-    let _ = web_sys::Url::revoke_object_url(&url);
-    Ok(())
-}
+/// The text head: exported as head.safetensors, kept in the browser under "webformer.head"
+/// (base64 of head.safetensors).
+const TEXT_HEAD: HeadKind = HeadKind {
+    export: || Request::ExportHead,
+    import: |name| Request::ImportHead { name },
+    file: "head",
+    key: "webformer.head",
+    what: "head",
+};
 
 /// Restores the head kept in the browser, if any (called once at start).
 pub fn restore_head(client: WorkerClient, set_head: WriteSignal<Option<HeadInfo>>) {
-    let Some(bytes) = stored_head() else { return };
-    spawn_local(async move {
-        let buffer = js_sys::Uint8Array::from(bytes.as_slice()).buffer();
-        let request = Request::ImportHead {
-            name: "the head saved in this browser".into(),
-        };
-        if let Ok(Response::HeadLoaded(info)) = client.call_with_files(request, vec![buffer]).await {
-            set_head.set(Some(info));
-        }
-    });
+    TEXT_HEAD.restore(client, set_head);
 }
 
 #[component]
@@ -94,13 +36,16 @@ pub fn FineTunePanel(
     let (csv, set_csv) = signal(None::<CsvInfo>);
     let (text_col, set_text_col) = signal(0usize);
     let (label_col, set_label_col) = signal(0usize);
-    let (error, set_error) = signal(None::<String>);
-    let (busy, set_busy) = signal(false);
-    let (progress, set_progress) = signal(None::<(Progress, f64)>);
-    let (started, set_started) = signal(0f64);
-    let (history, set_history) = signal(Vec::<EpochReport>::new());
-    let (summary, set_summary) = signal(None::<TrainSummary>);
-    let config = RwSignal::new(TrainConfig::default());
+    let training = Training::new();
+    let Training {
+        busy,
+        history,
+        summary,
+        error,
+        set_error,
+        config,
+        ..
+    } = training;
 
     let open_csv = {
         let client = client.clone();
@@ -147,105 +92,18 @@ pub fn FineTunePanel(
     let start = {
         let client = client.clone();
         move |_| {
-            let client = client.clone();
-            set_busy.set(true);
-            set_error.set(None);
-            set_history.set(Vec::new());
-            set_summary.set(None);
-            set_started.set(now_ms());
+            training.begin();
             let request = Request::Train {
                 text_col: text_col.get_untracked(),
                 label_col: label_col.get_untracked(),
                 config: config.get_untracked(),
             };
-            spawn_local(async move {
-                let on_progress = move |p: Progress| {
-                    if let Some(e) = &p.epoch {
-                        set_history.update(|h| h.push(e.clone()));
-                    }
-                    set_progress.set(Some((p, now_ms())));
-                };
-                let answer = client.call_with_progress(request, Vec::new(), on_progress).await;
-                match answer {
-                    Ok(Response::Trained(s)) => {
-                        set_history.set(s.history.clone());
-                        let s = *s;
-                        set_summary.set(Some(s));
-                        match client.call(Request::ExportHead).await {
-                            Ok(Response::HeadFile { safetensors, .. }) => {
-                                if let Err(m) = store_head(&safetensors) {
-                                    set_error.set(Some(m));
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(m) => set_error.set(Some(m)),
-                        }
-                        set_head.set(summary.get_untracked().map(|s| s.head));
-                    }
-                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
-                    Err(m) => set_error.set(Some(m)),
-                }
-                set_progress.set(None);
-                set_busy.set(false);
-            });
+            spawn_local(training.run(client.clone(), request, Vec::new(), TEXT_HEAD, set_head));
         }
     };
-    let cancel = {
-        let client = client.clone();
-        move |_| {
-            let client = client.clone();
-            spawn_local(async move {
-                let _ = client.call(Request::CancelTraining).await;
-            });
-        }
-    };
-    let export = {
-        let client = client.clone();
-        move |_| {
-            let client = client.clone();
-            spawn_local(async move {
-                match client.call(Request::ExportHead).await {
-                    Ok(Response::HeadFile { safetensors, json }) => {
-                        let r = download("head.safetensors", &safetensors, "application/octet-stream")
-                            .and_then(|()| download("head.json", json.as_bytes(), "application/json"));
-                        if let Err(m) = r {
-                            set_error.set(Some(m));
-                        }
-                    }
-                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
-                    Err(m) => set_error.set(Some(m)),
-                }
-            });
-        }
-    };
-    let import = move |ev: leptos::ev::Event| {
-        let input: web_sys::HtmlInputElement = event_target(&ev);
-        let Some(file) = input.files().and_then(|f| f.get(0)) else {
-            return;
-        };
-        let client = client.clone();
-        spawn_local(async move {
-            let bytes = match read_bytes(&file).await {
-                Ok(b) => b,
-                Err(e) => return set_error.set(Some(e)),
-            };
-            let copy = js_sys::Uint8Array::new(&bytes).to_vec();
-            match client
-                .call_with_files(Request::ImportHead { name: file.name() }, vec![bytes])
-                .await
-            {
-                Ok(Response::HeadLoaded(info)) => {
-                    set_error.set(None);
-                    if let Err(m) = store_head(&copy) {
-                        set_error.set(Some(m));
-                    }
-                    set_head.set(Some(info));
-                }
-                Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
-                Err(m) => set_error.set(Some(m)),
-            }
-        });
-    };
+    let cancel = cancel_handler(client.clone());
+    let export = TEXT_HEAD.export_handler(client.clone(), set_error);
+    let import = TEXT_HEAD.import_handler(client, set_head, set_error);
 
     let column_select = move |testid: &'static str,
                               label: &'static str,
@@ -273,21 +131,7 @@ pub fn FineTunePanel(
         }
     };
     let number = move |label: &'static str, get: fn(&TrainConfig) -> f64, put: fn(&mut TrainConfig, f64)| {
-        view! {
-            <label>
-                {label}
-                <input
-                    type="number"
-                    step="any"
-                    prop:value=move || get(&config.get()).to_string()
-                    on:change=move |ev| {
-                        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
-                            config.update(|c| put(c, v));
-                        }
-                    }
-                />
-            </label>
-        }
+        number_field(config, label, get, put)
     };
 
     view! {
@@ -363,28 +207,7 @@ pub fn FineTunePanel(
             <button data-testid="train-cancel" on:click=cancel disabled=move || !busy.get()>
                 "Cancel"
             </button>
-            {move || {
-                progress
-                    .get()
-                    .map(|(p, at)| {
-                        let secs = ((at - started.get()) / 1000.0).max(1e-3);
-                        let note = match p.stage.as_str() {
-                            "embedding" => {
-                                let rate = p.done as f64 / secs;
-                                let eta = if rate > 0.0 { (p.total - p.done) as f64 / rate } else { f64::NAN };
-                                format!("Embedding {}/{} texts ({rate:.0} rows/s, about {eta:.0} s left)", p.done, p.total)
-                            }
-                            "training" => format!("Epoch {}/{} (stops early when validation loss stops improving)", p.done, p.total),
-                            other => other.to_string(),
-                        };
-                        view! {
-                            <div>
-                                <progress data-testid="train-progress" data-stage=p.stage.clone() max=p.total.max(1) value=p.done></progress>
-                                <span>{note}</span>
-                            </div>
-                        }
-                    })
-            }}
+            <TrainProgress training=training unit="text" />
             <Curves history=history />
             {move || summary.get().map(|s| view! { <Results summary=s /> })}
             <div class="head-io">

@@ -1,23 +1,30 @@
 //! Fine-tuning on images: name a class and drop or pick its images (or a zip of class
 //! folders), or drop or pick folders (a class per folder, or a parent of class folders); a
 //! head is trained on the loaded ViT's `[CLS]` embeddings in the worker, with the same loop,
-//! curves and metrics as for text. The head then answers next to the model's own classifier in the image panel,
-//! and is kept in the browser (localStorage) so a reload keeps it.
+//! curves and metrics as for text. The head then answers next to the model's own classifier
+//! in the image panel, and is kept in the browser (localStorage) so a reload keeps it.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use super::finetune::{download, read_bytes, Curves, Results};
+use super::finetune::{Curves, Results};
+use super::training::{cancel_handler, number_field, read_bytes, HeadKind, TrainProgress, Training};
 use super::worker_client::WorkerClient;
-use crate::engine::finetune::{EpochReport, TrainConfig};
+use crate::engine::finetune::TrainConfig;
 use crate::engine::image_dataset::place_files;
-use crate::protocol::{HeadInfo, ModelInfo, Progress, Request, Response, TrainSummary};
+use crate::protocol::{HeadInfo, ModelInfo, Request};
 
-/// Where the image head lives between visits (base64 of its head.safetensors), apart from
-/// the text head.
-const STORED_IMAGE_HEAD: &str = "webformer.image-head";
+/// The image head: exported as image-head.safetensors, kept in the browser apart from the
+/// text head (base64 of its safetensors).
+const IMAGE_HEAD: HeadKind = HeadKind {
+    export: || Request::ExportImageHead,
+    import: |name| Request::ImportImageHead { name },
+    file: "image-head",
+    key: "webformer.image-head",
+    what: "image head",
+};
 
 /// A class and the files added to it, each with its path (its name inside the folder it
 /// came in, or its file name). The files stay here (not only in the worker), so a failed or
@@ -26,30 +33,6 @@ const STORED_IMAGE_HEAD: &str = "webformer.image-head";
 struct Class {
     name: String,
     files: Vec<(String, web_sys::File)>,
-}
-
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok()?
-}
-
-fn store(bytes: &[u8]) -> Result<(), String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let latin1: String = bytes.iter().map(|&b| b as char).collect();
-    let encoded = window.btoa(&latin1).map_err(|e| format!("{e:?}"))?;
-    storage()
-        .ok_or("this browser has no local storage")?
-        .set_item(STORED_IMAGE_HEAD, &encoded)
-        .map_err(|_| "the browser's storage is full; export the image head to keep it".to_string())
-}
-
-fn stored() -> Option<Vec<u8>> {
-    let text = storage()?.get_item(STORED_IMAGE_HEAD).ok()??;
-    let decoded = web_sys::window()?.atob(&text).ok()?;
-    Some(decoded.chars().map(|c| c as u8).collect())
 }
 
 /// A picked file's path: "photos/shoes/a.png" from a folder pick, else its name.
@@ -155,33 +138,22 @@ async fn read_entries(
     Ok(out)
 }
 
-/// Restores the image head kept in the browser, if any.
-fn restore(client: WorkerClient, set_head: WriteSignal<Option<HeadInfo>>) {
-    let Some(bytes) = stored() else { return };
-    spawn_local(async move {
-        let buffer = js_sys::Uint8Array::from(bytes.as_slice()).buffer();
-        let request = Request::ImportImageHead {
-            name: "the image head saved in this browser".into(),
-        };
-        if let Ok(Response::HeadLoaded(info)) = client.call_with_files(request, vec![buffer]).await {
-            set_head.set(Some(info));
-        }
-    });
-}
-
 #[component]
 pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>) -> impl IntoView {
     let classes = RwSignal::new_local(Vec::<Class>::new());
     let (class_name, set_class_name) = signal(String::new());
-    let (error, set_error) = signal(None::<String>);
-    let (busy, set_busy) = signal(false);
-    let (progress, set_progress) = signal(None::<(Progress, f64)>);
-    let (started, set_started) = signal(0f64);
-    let (history, set_history) = signal(Vec::<EpochReport>::new());
-    let (summary, set_summary) = signal(None::<TrainSummary>);
+    let training = Training::new();
+    let Training {
+        busy,
+        history,
+        summary,
+        error,
+        set_error,
+        config,
+        ..
+    } = training;
     let (head, set_head) = signal(None::<HeadInfo>);
-    let config = RwSignal::new(TrainConfig::default());
-    restore(client.clone(), set_head);
+    IMAGE_HEAD.restore(client.clone(), set_head);
 
     let take = move |files: Vec<(String, web_sys::File)>| {
         if files.is_empty() {
@@ -229,11 +201,7 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
         move |_| {
             let client = client.clone();
             let chosen = classes.get_untracked();
-            set_busy.set(true);
-            set_error.set(None);
-            set_history.set(Vec::new());
-            set_summary.set(None);
-            set_started.set(now_ms());
+            training.begin();
             spawn_local(async move {
                 let (mut names, mut class_of, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
                 for c in &chosen {
@@ -246,7 +214,7 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
                             }
                             Err(e) => {
                                 set_error.set(Some(e));
-                                set_busy.set(false);
+                                training.end();
                                 return;
                             }
                         }
@@ -257,111 +225,15 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
                     names,
                     config: config.get_untracked(),
                 };
-                let on_progress = move |p: Progress| {
-                    if let Some(e) = &p.epoch {
-                        set_history.update(|h| h.push(e.clone()));
-                    }
-                    set_progress.set(Some((p, now_ms())));
-                };
-                match client.call_with_progress(request, buffers, on_progress).await {
-                    Ok(Response::Trained(s)) => {
-                        set_history.set(s.history.clone());
-                        let info = s.head.clone();
-                        set_summary.set(Some(*s));
-                        match client.call(Request::ExportImageHead).await {
-                            Ok(Response::HeadFile { safetensors, .. }) => {
-                                if let Err(m) = store(&safetensors) {
-                                    set_error.set(Some(m));
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(m) => set_error.set(Some(m)),
-                        }
-                        set_head.set(Some(info));
-                    }
-                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
-                    Err(m) => set_error.set(Some(m)),
-                }
-                set_progress.set(None);
-                set_busy.set(false);
+                training.run(client, request, buffers, IMAGE_HEAD, set_head).await;
             });
         }
     };
-    let cancel = {
-        let client = client.clone();
-        move |_| {
-            let client = client.clone();
-            spawn_local(async move {
-                let _ = client.call(Request::CancelTraining).await;
-            });
-        }
-    };
-    let export = {
-        let client = client.clone();
-        move |_| {
-            let client = client.clone();
-            spawn_local(async move {
-                match client.call(Request::ExportImageHead).await {
-                    Ok(Response::HeadFile { safetensors, json }) => {
-                        let r = download("image-head.safetensors", &safetensors, "application/octet-stream")
-                            .and_then(|()| download("image-head.json", json.as_bytes(), "application/json"));
-                        if let Err(m) = r {
-                            set_error.set(Some(m));
-                        }
-                    }
-                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
-                    Err(m) => set_error.set(Some(m)),
-                }
-            });
-        }
-    };
-    let import = {
-        let client = client.clone();
-        move |ev: leptos::ev::Event| {
-            let input: web_sys::HtmlInputElement = event_target(&ev);
-            let Some(file) = input.files().and_then(|f| f.get(0)) else {
-                return;
-            };
-            // The same file can be picked again (after a refusal, say).
-            input.set_value("");
-            let client = client.clone();
-            spawn_local(async move {
-                let bytes = match read_bytes(&file).await {
-                    Ok(b) => b,
-                    Err(e) => return set_error.set(Some(e)),
-                };
-                let copy = js_sys::Uint8Array::new(&bytes).to_vec();
-                match client
-                    .call_with_files(Request::ImportImageHead { name: file.name() }, vec![bytes])
-                    .await
-                {
-                    Ok(Response::HeadLoaded(info)) => {
-                        set_error.set(store(&copy).err());
-                        set_head.set(Some(info));
-                    }
-                    Ok(other) => set_error.set(Some(format!("unexpected answer: {other:?}"))),
-                    // The image head installed before (if any) stays.
-                    Err(m) => set_error.set(Some(m)),
-                }
-            });
-        }
-    };
+    let cancel = cancel_handler(client.clone());
+    let export = IMAGE_HEAD.export_handler(client.clone(), set_error);
+    let import = IMAGE_HEAD.import_handler(client, set_head, set_error);
     let number = move |label: &'static str, get: fn(&TrainConfig) -> f64, put: fn(&mut TrainConfig, f64)| {
-        view! {
-            <label>
-                {label}
-                <input
-                    type="number"
-                    step="any"
-                    prop:value=move || get(&config.get()).to_string()
-                    on:change=move |ev| {
-                        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
-                            config.update(|c| put(c, v));
-                        }
-                    }
-                />
-            </label>
-        }
+        number_field(config, label, get, put)
     };
     let not_vit = move || model.get().is_none_or(|m| m.modality != "image");
 
@@ -456,28 +328,7 @@ pub fn ImageFineTune(client: WorkerClient, model: ReadSignal<Option<ModelInfo>>)
             <button data-testid="image-train-cancel" on:click=cancel disabled=move || !busy.get()>
                 "Cancel"
             </button>
-            {move || {
-                progress
-                    .get()
-                    .map(|(p, at)| {
-                        let secs = ((at - started.get()) / 1000.0).max(1e-3);
-                        let note = match p.stage.as_str() {
-                            "embedding" => {
-                                let rate = p.done as f64 / secs;
-                                let eta = if rate > 0.0 { (p.total - p.done) as f64 / rate } else { f64::NAN };
-                                format!("Embedding {}/{} images ({rate:.0} images/s, about {eta:.0} s left)", p.done, p.total)
-                            }
-                            "training" => format!("Epoch {}/{} (stops early when validation loss stops improving)", p.done, p.total),
-                            other => other.to_string(),
-                        };
-                        view! {
-                            <div>
-                                <progress data-testid="train-progress" data-stage=p.stage.clone() max=p.total.max(1) value=p.done></progress>
-                                <span>{note}</span>
-                            </div>
-                        }
-                    })
-            }}
+            <TrainProgress training=training unit="image" />
             {move || (!history.get().is_empty()).then(|| view! { <Curves history=history /> })}
             {move || summary.get().map(|s| view! { <Results summary=s /> })}
             <div class="head-io">

@@ -12,6 +12,7 @@ mod model_files;
 mod models;
 mod status;
 mod text;
+mod training;
 pub mod worker_client;
 
 use leptos::prelude::*;
