@@ -1,6 +1,13 @@
 //! The CPU backend on candle (native SIMD, wasm SIMD128 in the browser).
+//!
+//! On wasm32 the hot ops (linear, attention, LayerNorm, GELU) run on our own SIMD128
+//! kernels in [`simd`] instead of candle's (see that module for why); natively candle's
+//! `gemm` AVX2/AVX-512 kernels are faster, so they stay. The `*_simd` methods are public so
+//! that tests run the wasm path natively against candle.
 
-use candle_core::{DType, Device, Tensor, D};
+pub mod simd;
+
+use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, D};
 
 use super::train_ops::{check_labels, AdamWConfig, TrainOps};
 use super::{AttentionShape, Backend, Result};
@@ -17,7 +24,144 @@ impl CpuBackend {
     pub fn new() -> Self {
         Self
     }
+
+    /// `linear` (and `linear_gelu` with `gelu`) on [`simd`]'s kernels: the wasm32 path.
+    pub fn linear_simd(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
+        let (n, k) = x.dims2().map_err(err)?;
+        let (m, kw) = w.dims2().map_err(err)?;
+        if kw != k || b.is_some_and(|b| b.elem_count() != m) {
+            return Err(EngineError::Compute(format!(
+                "linear: x [{n}, {k}] · w [{m}, {kw}]ᵀ + bias {:?}",
+                b.map(|b| b.dims().to_vec())
+            )));
+        }
+        let (x, w, b) = (contiguous(x)?, contiguous(w)?, b.map(contiguous).transpose()?);
+        let (xs, xl) = x.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let bs = b.as_ref().map(|b| b.storage_and_layout());
+        let bias = match &bs {
+            Some((s, l)) => Some(host(s, l)?),
+            None => None,
+        };
+        let mut y = vec![0f32; n * m];
+        let ep = simd::Epilogue {
+            col_bias: bias,
+            gelu,
+            ..simd::Epilogue::NONE
+        };
+        simd::matmul_nt(host(&xs, xl)?, k, host(&ws, wl)?, k, &mut y, m, n, m, k, ep);
+        Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
+    }
+
+    /// `gelu` on [`simd`]'s vectorised erf: the wasm32 path.
+    pub fn gelu_simd(&self, x: &Tensor) -> Result<Tensor> {
+        let mut y = self.download(x)?;
+        simd::gelu_inplace(&mut y);
+        Tensor::from_vec(y, x.dims(), &Device::Cpu).map_err(err)
+    }
+
+    /// `layer_norm` in one pass per row: the wasm32 path.
+    pub fn layer_norm_simd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+        let d = x.dims().last().copied().unwrap_or(0);
+        if d == 0 || gamma.elem_count() != d || beta.elem_count() != d {
+            return Err(EngineError::Compute(format!(
+                "layer_norm: gamma {:?} / beta {:?} for {:?}",
+                gamma.dims(),
+                beta.dims(),
+                x.dims()
+            )));
+        }
+        let (x, gamma, beta) = (contiguous(x)?, contiguous(gamma)?, contiguous(beta)?);
+        let (xs, xl) = x.storage_and_layout();
+        let (gs, gl) = gamma.storage_and_layout();
+        let (bs, bl) = beta.storage_and_layout();
+        let mut y = vec![0f32; x.elem_count()];
+        simd::layer_norm(
+            host(&xs, xl)?,
+            &mut y,
+            d,
+            host(&gs, gl)?,
+            host(&bs, bl)?,
+            eps as f32,
+        );
+        Tensor::from_vec(y, x.dims(), &Device::Cpu).map_err(err)
+    }
+
+    /// `attention` on [`simd`]'s kernels, heads read and written in place (no split/merge
+    /// copies): the wasm32 path.
+    pub fn attention_simd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        shape: AttentionShape,
+        key_mask: &[f32],
+        want_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let AttentionShape { batch, seq, heads } = shape;
+        let (rows, d) = q.dims2().map_err(err)?;
+        if rows != batch * seq
+            || key_mask.len() != rows
+            || heads == 0
+            || d % heads != 0
+            || k.dims() != q.dims()
+            || v.dims() != q.dims()
+        {
+            return Err(EngineError::Compute(format!(
+                "attention: q {:?}, k {:?}, v {:?}, mask {} for {batch}×{seq} tokens, {heads} heads",
+                q.dims(),
+                k.dims(),
+                v.dims(),
+                key_mask.len()
+            )));
+        }
+        // Masked keys get the most negative float, as PyTorch's eager attention does.
+        let bias: Vec<f32> = key_mask
+            .iter()
+            .map(|&m| if m > 0.5 { 0.0 } else { f32::MIN })
+            .collect();
+        let mut probs = want_probs.then(|| vec![0f32; batch * heads * seq * seq]);
+        let (q, k, v) = (contiguous(q)?, contiguous(k)?, contiguous(v)?);
+        let (qs, ql) = q.storage_and_layout();
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let ctx = simd::attention(
+            host(&qs, ql)?,
+            host(&ks, kl)?,
+            host(&vs, vl)?,
+            batch,
+            seq,
+            heads,
+            &bias,
+            probs.as_deref_mut(),
+        );
+        let ctx = Tensor::from_vec(ctx, (rows, d), &Device::Cpu).map_err(err)?;
+        let probs = match probs {
+            Some(p) => Some(Tensor::from_vec(p, (batch, heads, seq, seq), &Device::Cpu).map_err(err)?),
+            None => None,
+        };
+        Ok((ctx, probs))
+    }
 }
+
+/// `t` itself when contiguous (a cheap clone), else a contiguous copy.
+fn contiguous(t: &Tensor) -> Result<Tensor> {
+    t.contiguous().map_err(err)
+}
+
+/// The row-major f32 data of a contiguous CPU tensor.
+fn host<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Ok(&data[start..end]),
+        _ => Err(EngineError::Compute(format!(
+            "expected a contiguous f32 CPU tensor, got {:?}",
+            storage.dtype()
+        ))),
+    }
+}
+
+/// The wasm build takes [`simd`]'s kernels; native builds keep candle's.
+const USE_SIMD: bool = cfg!(target_arch = "wasm32");
 
 impl Backend for CpuBackend {
     type Tensor = Tensor;
@@ -43,6 +187,9 @@ impl Backend for CpuBackend {
     }
 
     fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if USE_SIMD {
+            return self.linear_simd(x, w, b, false);
+        }
         let y = x.matmul(&w.t().map_err(err)?).map_err(err)?;
         match b {
             Some(b) => y.broadcast_add(b).map_err(err),
@@ -50,7 +197,17 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn linear_gelu(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if USE_SIMD {
+            return self.linear_simd(x, w, b, true);
+        }
+        self.gelu(&self.linear(x, w, b)?)
+    }
+
     fn gelu(&self, x: &Tensor) -> Result<Tensor> {
+        if USE_SIMD {
+            return self.gelu_simd(x);
+        }
         x.gelu_erf().map_err(err)
     }
 
@@ -67,6 +224,9 @@ impl Backend for CpuBackend {
     }
 
     fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+        if USE_SIMD {
+            return self.layer_norm_simd(x, gamma, beta, eps);
+        }
         let f = || -> candle_core::Result<Tensor> {
             let mean = x.mean_keepdim(D::Minus1)?;
             let centered = x.broadcast_sub(&mean)?;
@@ -95,6 +255,9 @@ impl Backend for CpuBackend {
         key_mask: &[f32],
         want_probs: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
+        if USE_SIMD {
+            return self.attention_simd(q, k, v, shape, key_mask, want_probs);
+        }
         let AttentionShape { batch, seq, heads } = shape;
         let f = || -> candle_core::Result<(Tensor, Option<Tensor>)> {
             let d = q.dim(1)?;

@@ -1,0 +1,825 @@
+//! The CPU backend's own f32 kernels for the browser: the matrix products behind
+//! `Backend::linear` and attention, plus fused softmax, GELU and LayerNorm.
+//!
+//! Why: in the wasm worker candle's matmul goes through the `gemm` crate's generic
+//! SIMD128 path (packing both operands on every call, small 2-vector tiles), and each
+//! element-wise op is a separate pass with a fresh allocation; the scalar `erff`/`expf`
+//! of GELU and softmax cost as much again. `bench/browser/profile.mjs` shows the split.
+//!
+//! One portable implementation of the blocking and the edge tiles, over a thin 4-lane
+//! vector type [`V4`]: `core::arch::wasm32` SIMD128 on wasm32, a plain `[f32; 4]` with
+//! the same operation order elsewhere, so that `cargo test` (tests/cpu_simd.rs) checks
+//! the same code natively against candle on odd shapes. Natively the backend keeps
+//! candle (the `gemm` crate's AVX2/AVX-512 kernels are faster there); `CpuBackend` picks
+//! these kernels on wasm32 only.
+//!
+//! The weights need no packing: `x · wᵀ` with `w [out, in]` row-major is a product of
+//! rows by rows, so the micro-kernel takes dot products of `R` rows of `x` with `C` rows
+//! of `w` along `k`, four lanes at a time, and reduces the lanes once at the end.
+
+use std::ops::{Add, Div, Mul, Sub};
+
+/// Four f32 lanes. All arithmetic goes through these few functions.
+#[derive(Clone, Copy)]
+pub struct V4(imp::Raw);
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use core::arch::wasm32::*;
+    pub type Raw = v128;
+
+    #[inline(always)]
+    pub fn zero() -> Raw {
+        f32x4_splat(0.0)
+    }
+    #[inline(always)]
+    pub fn splat(x: f32) -> Raw {
+        f32x4_splat(x)
+    }
+    /// # Safety
+    /// `p..p+4` must be readable.
+    #[inline(always)]
+    pub unsafe fn load(p: *const f32) -> Raw {
+        v128_load(p as *const v128)
+    }
+    /// # Safety
+    /// `p..p+4` must be writable.
+    #[inline(always)]
+    pub unsafe fn store(p: *mut f32, v: Raw) {
+        v128_store(p as *mut v128, v)
+    }
+    #[inline(always)]
+    pub fn add(a: Raw, b: Raw) -> Raw {
+        f32x4_add(a, b)
+    }
+    #[inline(always)]
+    pub fn sub(a: Raw, b: Raw) -> Raw {
+        f32x4_sub(a, b)
+    }
+    #[inline(always)]
+    pub fn mul(a: Raw, b: Raw) -> Raw {
+        f32x4_mul(a, b)
+    }
+    #[inline(always)]
+    pub fn div(a: Raw, b: Raw) -> Raw {
+        f32x4_div(a, b)
+    }
+    #[inline(always)]
+    pub fn max(a: Raw, b: Raw) -> Raw {
+        f32x4_pmax(a, b)
+    }
+    #[inline(always)]
+    pub fn min(a: Raw, b: Raw) -> Raw {
+        f32x4_pmin(a, b)
+    }
+    #[inline(always)]
+    pub fn abs(a: Raw) -> Raw {
+        f32x4_abs(a)
+    }
+    /// `2ⁿ` from `t = n + magic` (n integral in [-127, 127]): `n` is the difference of the
+    /// bit patterns.
+    #[inline(always)]
+    pub fn pow2_bits(t: Raw, magic: f32) -> Raw {
+        let n = i32x4_sub(t, i32x4_splat(magic.to_bits() as i32));
+        i32x4_shl(i32x4_add(n, i32x4_splat(127)), 23)
+    }
+    /// Lanes where `a < b` take `y`, the others `x`.
+    #[inline(always)]
+    pub fn select_lt(a: Raw, b: Raw, y: Raw, x: Raw) -> Raw {
+        v128_bitselect(y, x, f32x4_lt(a, b))
+    }
+    /// Lane-wise copy of the sign of `s` onto `a` (non-negative).
+    #[inline(always)]
+    pub fn with_sign_of(a: Raw, s: Raw) -> Raw {
+        v128_or(a, v128_and(s, f32x4_splat(-0.0)))
+    }
+    /// `[Σa, Σb, Σc, Σd]`, each sum as `(x0 + x2) + (x1 + x3)`.
+    #[inline(always)]
+    pub fn hsum4(a: Raw, b: Raw, c: Raw, d: Raw) -> Raw {
+        let ab = f32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
+        );
+        let cd = f32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(c, d),
+            i32x4_shuffle::<2, 6, 3, 7>(c, d),
+        );
+        f32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+        )
+    }
+    #[inline(always)]
+    pub fn lane(a: Raw, i: usize) -> f32 {
+        match i {
+            0 => f32x4_extract_lane::<0>(a),
+            1 => f32x4_extract_lane::<1>(a),
+            2 => f32x4_extract_lane::<2>(a),
+            _ => f32x4_extract_lane::<3>(a),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    pub type Raw = [f32; 4];
+
+    #[inline(always)]
+    fn map(a: Raw, f: impl Fn(f32) -> f32) -> Raw {
+        [f(a[0]), f(a[1]), f(a[2]), f(a[3])]
+    }
+    #[inline(always)]
+    fn zip(a: Raw, b: Raw, f: impl Fn(f32, f32) -> f32) -> Raw {
+        [f(a[0], b[0]), f(a[1], b[1]), f(a[2], b[2]), f(a[3], b[3])]
+    }
+    #[inline(always)]
+    pub fn zero() -> Raw {
+        [0.0; 4]
+    }
+    #[inline(always)]
+    pub fn splat(x: f32) -> Raw {
+        [x; 4]
+    }
+    /// # Safety
+    /// `p..p+4` must be readable.
+    #[inline(always)]
+    pub unsafe fn load(p: *const f32) -> Raw {
+        (p as *const Raw).read_unaligned()
+    }
+    /// # Safety
+    /// `p..p+4` must be writable.
+    #[inline(always)]
+    pub unsafe fn store(p: *mut f32, v: Raw) {
+        (p as *mut Raw).write_unaligned(v)
+    }
+    #[inline(always)]
+    pub fn add(a: Raw, b: Raw) -> Raw {
+        zip(a, b, |x, y| x + y)
+    }
+    #[inline(always)]
+    pub fn sub(a: Raw, b: Raw) -> Raw {
+        zip(a, b, |x, y| x - y)
+    }
+    #[inline(always)]
+    pub fn mul(a: Raw, b: Raw) -> Raw {
+        zip(a, b, |x, y| x * y)
+    }
+    #[inline(always)]
+    pub fn div(a: Raw, b: Raw) -> Raw {
+        zip(a, b, |x, y| x / y)
+    }
+    // wasm's pmax/pmin: `b < a ? a : b` semantics as `a < b ? b : a`.
+    #[inline(always)]
+    pub fn max(a: Raw, b: Raw) -> Raw {
+        zip(a, b, |x, y| if x < y { y } else { x })
+    }
+    #[inline(always)]
+    pub fn min(a: Raw, b: Raw) -> Raw {
+        zip(a, b, |x, y| if y < x { y } else { x })
+    }
+    #[inline(always)]
+    pub fn abs(a: Raw) -> Raw {
+        map(a, f32::abs)
+    }
+    #[inline(always)]
+    pub fn pow2_bits(t: Raw, magic: f32) -> Raw {
+        map(t, |t| {
+            let n = (t.to_bits() as i32).wrapping_sub(magic.to_bits() as i32);
+            f32::from_bits((n.wrapping_add(127) as u32) << 23)
+        })
+    }
+    #[inline(always)]
+    pub fn select_lt(a: Raw, b: Raw, y: Raw, x: Raw) -> Raw {
+        [0, 1, 2, 3].map(|i| if a[i] < b[i] { y[i] } else { x[i] })
+    }
+    #[inline(always)]
+    pub fn with_sign_of(a: Raw, s: Raw) -> Raw {
+        zip(a, s, |x, s| {
+            f32::from_bits(x.to_bits() | (s.to_bits() & 0x8000_0000))
+        })
+    }
+    #[inline(always)]
+    pub fn hsum4(a: Raw, b: Raw, c: Raw, d: Raw) -> Raw {
+        [a, b, c, d].map(|v| (v[0] + v[2]) + (v[1] + v[3]))
+    }
+    #[inline(always)]
+    pub fn lane(a: Raw, i: usize) -> f32 {
+        a[i]
+    }
+}
+
+impl Add for V4 {
+    type Output = V4;
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        V4(imp::add(self.0, b.0))
+    }
+}
+
+impl Sub for V4 {
+    type Output = V4;
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        V4(imp::sub(self.0, b.0))
+    }
+}
+
+impl Mul for V4 {
+    type Output = V4;
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        V4(imp::mul(self.0, b.0))
+    }
+}
+
+impl Div for V4 {
+    type Output = V4;
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        V4(imp::div(self.0, b.0))
+    }
+}
+
+impl V4 {
+    #[inline(always)]
+    pub fn zero() -> Self {
+        V4(imp::zero())
+    }
+    #[inline(always)]
+    pub fn splat(x: f32) -> Self {
+        V4(imp::splat(x))
+    }
+    /// # Safety
+    /// `p..p+4` must be readable.
+    #[inline(always)]
+    pub unsafe fn load(p: *const f32) -> Self {
+        V4(imp::load(p))
+    }
+    /// # Safety
+    /// `p..p+4` must be writable.
+    #[inline(always)]
+    pub unsafe fn store(self, p: *mut f32) {
+        imp::store(p, self.0)
+    }
+    /// `self + a · b`, a multiply then an add (wasm SIMD128 has no fused multiply-add).
+    #[inline(always)]
+    pub fn mul_add(self, a: Self, b: Self) -> Self {
+        self.add(a.mul(b))
+    }
+    #[inline(always)]
+    pub fn max(self, b: Self) -> Self {
+        V4(imp::max(self.0, b.0))
+    }
+    #[inline(always)]
+    pub fn min(self, b: Self) -> Self {
+        V4(imp::min(self.0, b.0))
+    }
+    #[inline(always)]
+    pub fn abs(self) -> Self {
+        V4(imp::abs(self.0))
+    }
+    #[inline(always)]
+    pub fn lane(self, i: usize) -> f32 {
+        imp::lane(self.0, i)
+    }
+    #[inline(always)]
+    pub fn hsum4(a: Self, b: Self, c: Self, d: Self) -> Self {
+        V4(imp::hsum4(a.0, b.0, c.0, d.0))
+    }
+    /// `(x0 + x2) + (x1 + x3)`.
+    #[inline(always)]
+    pub fn hsum(self) -> f32 {
+        V4::hsum4(self, self, self, self).lane(0)
+    }
+
+    /// `e^x` (Cephes' `expf` polynomial, ~1 ulp); exactly `0` below -86 (masked attention
+    /// scores of `f32::MIN` must give 0; and no subnormal results: wasm has no flush-to-zero,
+    /// and x86 takes ~100-cycle assists on subnormals, which made GELU 6x slower).
+    /// `n = round(x·log2 e)` by the 1.5·2²³ trick (the add rounds to an integer, which then
+    /// sits in the low mantissa bits), so `2ⁿ` is integer arithmetic on those bits.
+    #[inline(always)]
+    pub fn exp(self) -> Self {
+        const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+        let x = self.min(V4::splat(88.0)).max(V4::splat(-86.0));
+        let t = x * V4::splat(std::f32::consts::LOG2_E) + V4::splat(MAGIC);
+        let n = t - V4::splat(MAGIC);
+        let r = x - n * V4::splat(0.693_359_4) + n * V4::splat(2.121_944_4e-4);
+        let mut p = V4::splat(1.987_569_1e-4);
+        p = p * r + V4::splat(1.398_199_9e-3);
+        p = p * r + V4::splat(8.333_452e-3);
+        p = p * r + V4::splat(4.166_579_6e-2);
+        p = p * r + V4::splat(1.666_666_5e-1);
+        p = p * r + V4::splat(0.5);
+        let e = p * (r * r) + r + V4::splat(1.0);
+        let scaled = e * V4(imp::pow2_bits(t.0, MAGIC));
+        V4(imp::select_lt(self.0, imp::splat(-86.0), imp::zero(), scaled.0))
+    }
+
+    /// `erf(x)` (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7). |x| is capped at 4, where
+    /// erf is 1 to f32 precision already, which keeps `e^(-x²)` far from subnormals.
+    #[inline(always)]
+    pub fn erf(self) -> Self {
+        let a = self.abs().min(V4::splat(4.0));
+        let t = V4::splat(1.0).div(V4::splat(1.0).add(a.mul(V4::splat(0.327_591_1))));
+        let mut p = V4::splat(1.061_405_4);
+        p = p.mul(t).add(V4::splat(-1.453_152_1));
+        p = p.mul(t).add(V4::splat(1.421_413_8));
+        p = p.mul(t).add(V4::splat(-0.284_496_74));
+        p = p.mul(t).add(V4::splat(0.254_829_6));
+        let y = V4::splat(1.0).sub(p.mul(t).mul(V4::splat(0.0).sub(a.mul(a)).exp()));
+        V4(imp::with_sign_of(y.0, self.0))
+    }
+
+    /// GELU, erf form: `x/2 · (1 + erf(x/√2))`.
+    #[inline(always)]
+    pub fn gelu(self) -> Self {
+        let e = self.mul(V4::splat(std::f32::consts::FRAC_1_SQRT_2)).erf();
+        e.add(V4::splat(1.0)).mul(V4::splat(0.5)).mul(self)
+    }
+}
+
+/// What the matrix products apply to each output before storing it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Epilogue<'a> {
+    /// Multiplies the sum first (attention's 1/√d).
+    pub scale: Option<f32>,
+    /// Added per output column (a linear's bias).
+    pub col_bias: Option<&'a [f32]>,
+    /// Applies GELU last (the FFN's up-projection).
+    pub gelu: bool,
+}
+
+impl Epilogue<'_> {
+    pub const NONE: Epilogue<'static> = Epilogue {
+        scale: None,
+        col_bias: None,
+        gelu: false,
+    };
+}
+
+/// Rows of `a` per micro-tile, and rows of `b` (columns of the output).
+const R: usize = 2;
+const C: usize = 4;
+/// How much of `a` one pass over `b` covers in [`matmul_nt`].
+const A_BLOCK_BYTES: usize = 192 * 1024;
+/// How much of `b` a strip of `a` meets before the next strip (see `matmul_nt_rows`).
+const B_PANEL_BYTES: usize = 96 * 1024;
+
+/// `c[i, j] = epilogue(Σ_p a[i, p] · b[j, p])` for `i < n`, `j < m`, `p < k`: the product of
+/// `a [n, k]` with the transpose of `b [m, k]`, both row-major with row strides `lda` and
+/// `ldb`; `c` has row stride `ldc`. What `linear` (`x · wᵀ`) and attention's `q · kᵀ` are.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    if n == 0 || m == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && ldb >= k && ldc >= m,
+        "matmul_nt: strides below the row length"
+    );
+    assert!(a.len() >= (n - 1) * lda + k, "matmul_nt: a is too short");
+    assert!(b.len() >= (m - 1) * ldb + k, "matmul_nt: b is too short");
+    assert!(c.len() >= (n - 1) * ldc + m, "matmul_nt: c is too short");
+    if let Some(bias) = ep.col_bias {
+        assert!(bias.len() >= m, "matmul_nt: bias is too short");
+    }
+    // Blocks of rows of a that fit in L2 (~192 KB) outer; inside, columns (rows of b)
+    // outer: a block of C rows of b (C·k floats) stays in L1 while the a block streams past.
+    let block = ((A_BLOCK_BYTES / (4 * k.max(1))).max(R) / R) * R;
+    let mut i0 = 0;
+    while i0 < n {
+        let i1 = n.min(i0 + block);
+        matmul_nt_rows(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
+        if ep.gelu {
+            // A second pass over the block's rows (still in cache): inlined into the tiles,
+            // the GELU code made V8 spill the accumulators (3x slower than this pass).
+            for i in i0..i1 {
+                gelu_inplace(&mut c[i * ldc..i * ldc + m]);
+            }
+        }
+        i0 = i1;
+    }
+}
+
+/// Rows `i0..i1` of [`matmul_nt`]: panels of rows of `b` that fit in L2 (~96 KB); inside
+/// a panel, each `R`-row strip of `a` (in L1) meets every `C`-row block of the panel, so a
+/// strip's outputs are written contiguously.
+#[allow(clippy::too_many_arguments)]
+fn matmul_nt_rows(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    i0: usize,
+    i1: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let panel = ((B_PANEL_BYTES / (4 * k.max(1))).max(C) / C) * C;
+    let mut j0 = 0;
+    while j0 < m {
+        let j1 = m.min(j0 + panel);
+        let mut i = i0;
+        while i < i1 {
+            let rows = R.min(i1 - i);
+            let mut j = j0;
+            while j < j1 {
+                let cols = C.min(j1 - j);
+                // SAFETY: matmul_nt's asserts bound every row read and written.
+                unsafe {
+                    match (rows, cols) {
+                        (2, 4) => tile_nt::<2, 4>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 4) => tile_nt::<1, 4>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 3) => tile_nt::<2, 3>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 3) => tile_nt::<1, 3>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 2) => tile_nt::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 2) => tile_nt::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, _) => tile_nt::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        _ => tile_nt::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                    }
+                }
+                j += cols;
+            }
+            i += rows;
+        }
+        j0 = j1;
+    }
+}
+
+/// One `RR × CC` tile of [`matmul_nt`] at row `i`, column `j`.
+///
+/// # Safety
+/// Rows `i..i+RR` of `a`, `j..j+CC` of `b` (length `k`) and the tile of `c` must be in bounds.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn tile_nt<const RR: usize, const CC: usize>(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    i: usize,
+    j: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let ap: [*const f32; RR] = std::array::from_fn(|r| a.as_ptr().add((i + r) * lda));
+    let bp: [*const f32; CC] = std::array::from_fn(|q| b.as_ptr().add((j + q) * ldb));
+    let mut acc = [[V4::zero(); CC]; RR];
+    let k4 = k & !3;
+    let mut p = 0;
+    while p < k4 {
+        let av: [V4; RR] = std::array::from_fn(|r| V4::load(ap[r].add(p)));
+        for q in 0..CC {
+            let bv = V4::load(bp[q].add(p));
+            for r in 0..RR {
+                acc[r][q] = acc[r][q].mul_add(av[r], bv);
+            }
+        }
+        p += 4;
+    }
+    for r in 0..RR {
+        let z = V4::zero();
+        let get = |q: usize| if q < CC { acc[r][q] } else { z };
+        let mut sums = V4::hsum4(get(0), get(1), get(2), get(3));
+        if k4 < k {
+            // The k % 4 tail, scalar, after the lanes.
+            let mut tail = [0f32; 4];
+            for (q, t) in tail.iter_mut().enumerate().take(CC) {
+                for p in k4..k {
+                    *t += *ap[r].add(p) * *bp[q].add(p);
+                }
+            }
+            sums = sums.add(V4::load(tail.as_ptr()));
+        }
+        let out = c.as_mut_ptr().add((i + r) * ldc + j);
+        store_cols::<CC>(apply(sums, ep, j, CC), out);
+    }
+}
+
+#[inline(always)]
+fn apply(mut v: V4, ep: Epilogue, j: usize, cols: usize) -> V4 {
+    if let Some(s) = ep.scale {
+        v = v.mul(V4::splat(s));
+    }
+    if let Some(bias) = ep.col_bias {
+        let mut bb = [0f32; 4];
+        bb[..cols].copy_from_slice(&bias[j..j + cols]);
+        // SAFETY: a local array of four.
+        v = v.add(unsafe { V4::load(bb.as_ptr()) });
+    }
+    v
+}
+
+/// Stores the first `CC` lanes of `v` at `out`.
+///
+/// # Safety
+/// `out..out+CC` must be writable.
+#[inline(always)]
+unsafe fn store_cols<const CC: usize>(v: V4, out: *mut f32) {
+    if CC == 4 {
+        v.store(out);
+    } else {
+        for q in 0..CC {
+            *out.add(q) = v.lane(q);
+        }
+    }
+}
+
+/// `c[i, j] = Σ_p a[i, p] · b[p, j]` for `i < n`, `j < m`, `p < k`: `a [n, k]` times `b [k, m]`,
+/// row-major with row strides `lda`, `ldb`, `ldc`. Attention's `probs · v`, written straight
+/// into the merged `[tokens, heads × head_dim]` context.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+) {
+    if n == 0 || m == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && ldb >= m && ldc >= m,
+        "matmul_nn: strides below the row length"
+    );
+    assert!(a.len() >= (n - 1) * lda + k, "matmul_nn: a is too short");
+    assert!(
+        k == 0 || b.len() >= (k - 1) * ldb + m,
+        "matmul_nn: b is too short"
+    );
+    assert!(c.len() >= (n - 1) * ldc + m, "matmul_nn: c is too short");
+    let mut i = 0;
+    while i < n {
+        let rows = 4.min(n - i);
+        let mut j = 0;
+        // SAFETY: the asserts above bound every access.
+        unsafe {
+            while j + 8 <= m {
+                match rows {
+                    4 => tile_nn::<4, 2>(a, lda, b, ldb, c, ldc, i, j, k),
+                    3 => tile_nn::<3, 2>(a, lda, b, ldb, c, ldc, i, j, k),
+                    2 => tile_nn::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k),
+                    _ => tile_nn::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k),
+                }
+                j += 8;
+            }
+            while j + 4 <= m {
+                match rows {
+                    4 => tile_nn::<4, 1>(a, lda, b, ldb, c, ldc, i, j, k),
+                    3 => tile_nn::<3, 1>(a, lda, b, ldb, c, ldc, i, j, k),
+                    2 => tile_nn::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k),
+                    _ => tile_nn::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k),
+                }
+                j += 4;
+            }
+        }
+        // The m % 4 tail, scalar.
+        for jj in j..m {
+            for r in i..i + rows {
+                let mut s = 0f32;
+                for p in 0..k {
+                    s += a[r * lda + p] * b[p * ldb + jj];
+                }
+                c[r * ldc + jj] = s;
+            }
+        }
+        i += rows;
+    }
+}
+
+/// One `RR × 4·CV` tile of [`matmul_nn`].
+///
+/// # Safety
+/// Rows `i..i+RR` of `a` and `c`, columns `j..j+4·CV` of `b` and `c` must be in bounds.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn tile_nn<const RR: usize, const CV: usize>(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    i: usize,
+    j: usize,
+    k: usize,
+) {
+    let ap: [*const f32; RR] = std::array::from_fn(|r| a.as_ptr().add((i + r) * lda));
+    let mut acc = [[V4::zero(); CV]; RR];
+    let mut bp = b.as_ptr().add(j);
+    for p in 0..k {
+        let bv: [V4; CV] = std::array::from_fn(|q| V4::load(bp.add(4 * q)));
+        for r in 0..RR {
+            let av = V4::splat(*ap[r].add(p));
+            for q in 0..CV {
+                acc[r][q] = acc[r][q].mul_add(av, bv[q]);
+            }
+        }
+        bp = bp.add(ldb);
+    }
+    for r in 0..RR {
+        for q in 0..CV {
+            acc[r][q].store(c.as_mut_ptr().add((i + r) * ldc + j + 4 * q));
+        }
+    }
+}
+
+/// In-place softmax of one row, as candle's `softmax_last_dim`: `e^(x - max) / Σ`.
+pub fn softmax_row(row: &mut [f32]) {
+    let n4 = row.len() & !3;
+    let mut mv = V4::splat(f32::NEG_INFINITY);
+    // SAFETY: p + 4 <= n4 <= row.len().
+    unsafe {
+        let mut p = 0;
+        while p < n4 {
+            mv = mv.max(V4::load(row.as_ptr().add(p)));
+            p += 4;
+        }
+    }
+    let mut mx = mv.lane(0).max(mv.lane(1)).max(mv.lane(2).max(mv.lane(3)));
+    for &x in row[n4..].iter() {
+        mx = mx.max(x);
+    }
+    let mvec = V4::splat(mx);
+    let mut sum = V4::zero();
+    let mut tail = 0f32;
+    // SAFETY: p + 4 <= n4 <= row.len().
+    unsafe {
+        let ptr = row.as_mut_ptr();
+        let mut p = 0;
+        while p < n4 {
+            let e = V4::load(ptr.add(p)).sub(mvec).exp();
+            e.store(ptr.add(p));
+            sum = sum.add(e);
+            p += 4;
+        }
+    }
+    for x in row[n4..].iter_mut() {
+        let e = scalar_exp(*x - mx);
+        *x = e;
+        tail += e;
+    }
+    let inv = V4::splat(sum.hsum() + tail);
+    // SAFETY: as above.
+    unsafe {
+        let ptr = row.as_mut_ptr();
+        let mut p = 0;
+        while p < n4 {
+            V4::load(ptr.add(p)).div(inv).store(ptr.add(p));
+            p += 4;
+        }
+    }
+    let s = inv.lane(0);
+    for x in row[n4..].iter_mut() {
+        *x /= s;
+    }
+}
+
+/// [`V4::exp`] on one value (the same arithmetic).
+fn scalar_exp(x: f32) -> f32 {
+    V4::splat(x).exp().lane(0)
+}
+
+/// [`V4::gelu`] on one value (the same arithmetic).
+pub fn gelu_scalar(x: f32) -> f32 {
+    V4::splat(x).gelu().lane(0)
+}
+
+/// GELU over a slice, in place.
+pub fn gelu_inplace(xs: &mut [f32]) {
+    let n4 = xs.len() & !3;
+    // SAFETY: p + 4 <= n4 <= xs.len().
+    unsafe {
+        let ptr = xs.as_mut_ptr();
+        let mut p = 0;
+        while p < n4 {
+            V4::load(ptr.add(p)).gelu().store(ptr.add(p));
+            p += 4;
+        }
+    }
+    for x in xs[n4..].iter_mut() {
+        *x = gelu_scalar(*x);
+    }
+}
+
+/// LayerNorm of each `d`-wide row of `x` into `y`: `(x - mean) / √(var + eps) · γ + β`, with
+/// the biased variance, as PyTorch.
+pub fn layer_norm(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+    assert!(d > 0 && x.len() % d == 0 && y.len() == x.len() && gamma.len() == d && beta.len() == d);
+    let d4 = d & !3;
+    for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        // SAFETY: every vector access is below d4 <= d, within the row.
+        unsafe {
+            let (xp, yp) = (xr.as_ptr(), yr.as_mut_ptr());
+            let mut s = V4::zero();
+            let mut p = 0;
+            while p < d4 {
+                s = s.add(V4::load(xp.add(p)));
+                p += 4;
+            }
+            let mean = (s.hsum() + xr[d4..].iter().sum::<f32>()) / d as f32;
+            let mv = V4::splat(mean);
+            let mut s2 = V4::zero();
+            p = 0;
+            while p < d4 {
+                let c = V4::load(xp.add(p)).sub(mv);
+                s2 = s2.mul_add(c, c);
+                p += 4;
+            }
+            let var = (s2.hsum() + xr[d4..].iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>()) / d as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            let iv = V4::splat(inv);
+            p = 0;
+            while p < d4 {
+                let c = V4::load(xp.add(p)).sub(mv).mul(iv);
+                c.mul(V4::load(gamma.as_ptr().add(p)))
+                    .add(V4::load(beta.as_ptr().add(p)))
+                    .store(yp.add(p));
+                p += 4;
+            }
+            for q in d4..d {
+                yr[q] = (xr[q] - mean) * inv * gamma[q] + beta[q];
+            }
+        }
+    }
+}
+
+/// Scaled dot-product attention on host slices: `q`, `k`, `v` are
+/// `[batch × seq, heads × hd]`; `key_bias` has one additive entry per row (0 or `f32::MIN`).
+/// Returns the context in the same layout; `probs`, when given, receives the probabilities
+/// `[batch, heads, seq, seq]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    key_bias: &[f32],
+    mut probs: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let d = q.len() / (batch * seq).max(1);
+    let hd = d / heads;
+    assert!(hd * heads == d && q.len() == batch * seq * d && k.len() == q.len() && v.len() == q.len());
+    assert!(key_bias.len() == batch * seq);
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scale = scale as f32;
+    let mut ctx = vec![0f32; q.len()];
+    let mut scratch = vec![0f32; if probs.is_some() { 0 } else { seq * seq }];
+    for b in 0..batch {
+        let bias = &key_bias[b * seq..(b + 1) * seq];
+        let base = b * seq * d;
+        for h in 0..heads {
+            let s: &mut [f32] = match probs.as_deref_mut() {
+                Some(p) => &mut p[(b * heads + h) * seq * seq..(b * heads + h + 1) * seq * seq],
+                None => &mut scratch,
+            };
+            let off = base + h * hd;
+            matmul_nt(
+                &q[off..],
+                d,
+                &k[off..],
+                d,
+                s,
+                seq,
+                seq,
+                seq,
+                hd,
+                Epilogue {
+                    scale: Some(scale),
+                    ..Epilogue::NONE
+                },
+            );
+            for row in s.chunks_exact_mut(seq) {
+                for (x, &m) in row.iter_mut().zip(bias) {
+                    *x += m;
+                }
+                softmax_row(row);
+            }
+            matmul_nn(s, seq, &v[off..], d, &mut ctx[off..], d, seq, hd, seq);
+        }
+    }
+    ctx
+}
