@@ -3,6 +3,10 @@
 // the ONNX export and node_modules; prints markdown to stdout, progress to stderr.
 //
 //   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
+//                                [--dist DIR] [--base DIR]
+//
+// --dist DIR: our site to time (default dist/). --base DIR: a second build of our site
+// (e.g. before a change), timed in the same run on its own page, interleaved with the others.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -24,6 +28,12 @@ const RUNS = opt('--runs', 9);
 const WEBGPU = args.includes('--webgpu');
 const WEBGPU_RUNS = opt('--webgpu-runs', 1); // SwiftShader: 9-60 s a run
 const THREADS2 = !args.includes('--no-threads');
+const sopt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const DIST = sopt('--dist', join(ROOT, 'dist'));
+const BASE = sopt('--base', null);
 const log = (...a) => console.error('[bench]', ...a);
 
 // Words that the BERT uncased vocabulary holds whole: N - 2 of them make N tokens with
@@ -50,8 +60,8 @@ const median = (xs) => {
 };
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
-const mounts = [
-  ['/', join(ROOT, 'dist')],
+const mountsFor = (dist) => [
+  ['/', dist],
   ['/bench/', HERE],
   ['/tjs/', join(HERE, 'node_modules/@huggingface/transformers/dist')],
   ['/ort/', join(HERE, 'node_modules/onnxruntime-web/dist')],
@@ -59,6 +69,7 @@ const mounts = [
   ['/minilm/', join(ROOT, 'models/all-MiniLM-L6-v2')],
   ['/heads/', join(ROOT, 'models/defaults')],
 ];
+const mounts = mountsFor(DIST);
 
 async function openPage(context, base) {
   const page = await context.newPage();
@@ -72,6 +83,7 @@ async function openPage(context, base) {
 async function main() {
   const plain = await serve(mounts);
   const isolated = await serve(mounts, { isolate: true });
+  const baseServer = BASE ? await serve(mountsFor(BASE)) : null;
   const browser = await launch({ webgpu: WEBGPU });
   const version = browser.context.browser()?.version() ?? execFileSync('/usr/bin/chromium', ['--version']).toString().trim();
   try {
@@ -81,6 +93,12 @@ async function main() {
     log('ours:', JSON.stringify(ours.backend), ours.model.backend ?? '');
     const tjs1 = await main.evaluate(() => window.bench.setupTjs(1));
     log('transformers.js:', JSON.stringify(tjs1));
+    let basePage = null;
+    if (baseServer) {
+      basePage = await openPage(browser.context, baseServer.url);
+      const b = await basePage.evaluate(() => window.bench.setupOurs('cpu', 'cpu'));
+      log('base (--base):', JSON.stringify(b.backend));
+    }
     let threaded = null;
     let tjs2 = null;
     if (THREADS2) {
@@ -103,6 +121,7 @@ async function main() {
       { name: 'ours', run: (t) => main.evaluate((x) => window.bench.runOurs('cpu', x), t), page: main },
       { name: 'tjs1', run: (t) => main.evaluate((x) => window.bench.runTjs(x), t), page: main },
     ];
+    if (basePage) sides.push({ name: 'base', run: (t) => basePage.evaluate((x) => window.bench.runOurs('cpu', x), t), page: basePage });
     if (threaded) sides.push({ name: 'tjs2', run: (t) => threaded.evaluate((x) => window.bench.runTjs(x), t), page: threaded });
 
     // Global warm-up: V8 tiers big wasm modules up in the background.
@@ -160,6 +179,7 @@ async function main() {
       `numThreads=1${threaded ? '; the 2-thread column is a second, cross-origin isolated page (COOP/COEP), numThreads=2' : ''}.`);
     out.push('');
     const head = ['input', 'ours ms (1 thread)', 'transformers.js ms (1 thread)', 'ratio ours/tjs (1 thread)'];
+    if (basePage) head.push('base ms (--base, 1 thread)', 'ratio base/tjs (1 thread)', 'ours/base');
     if (threaded) head.push('transformers.js ms (2 threads)', 'ratio ours(1)/tjs(2)');
     if (gpu) head.push(`ours WebGPU on ${gpu.info.adapter ?? 'SwiftShader'} ms, median of ${WEBGPU_RUNS} (CPU emulation: not GPU speed)`);
     out.push(`| ${head.join(' | ')} |`);
@@ -170,6 +190,10 @@ async function main() {
       const j1 = median(t.tjs1);
       const cell = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))})`;
       const row = [input.label, cell(t.ours), cell(t.tjs1), `${(o / j1).toFixed(2)}×`];
+      if (basePage) {
+        const b = median(t.base);
+        row.push(cell(t.base), `${(b / j1).toFixed(2)}×`, `${(o / b).toFixed(2)}×`);
+      }
       if (threaded) {
         const j2 = median(t.tjs2);
         row.push(cell(t.tjs2), `${(o / j2).toFixed(2)}×`);
@@ -182,12 +206,15 @@ async function main() {
     const missing = [...plain.log, ...isolated.log].filter((e) => e.status === 404).map((e) => e.path);
     if (missing.length) out.push(`Not found (404) during the run: ${[...new Set(missing)].join(', ')}.`);
     out.push('');
-    out.push(sizeTable([...plain.log, ...isolated.log]));
+    out.push(`Ours: ${DIST}${BASE ? `; base: ${BASE}` : ''}.`);
+    out.push('');
+    out.push(sizeTable([...plain.log, ...isolated.log, ...(baseServer ? baseServer.log.map((e) => ({ ...e, path: `[base]${e.path}` })) : [])]));
     console.log(out.join('\n'));
   } finally {
     await browser.close();
     await plain.close();
     await isolated.close();
+    await baseServer?.close();
   }
 }
 
@@ -207,8 +234,8 @@ function sizeTable(served) {
   const fetched = new Map();
   for (const e of served) if (e.body && !fetched.has(e.path)) fetched.set(e.path, e);
   const ours = [...fetched.values()].filter((e) => !e.path.startsWith('/ort/'));
-  for (const e of ours) add(`ours: dist${e.path} (served, timed)`, e.body);
-  const dist = join(ROOT, 'dist');
+  for (const e of ours) add(`ours: ${e.path.startsWith('[base]') ? `base ${e.path.slice(6)}` : `dist${e.path}`} (served, timed)`, e.body);
+  const dist = DIST;
   for (const f of readdirSync(dist).filter((f) => f.endsWith('.wasm') && !fetched.has(`/${f}`))) {
     add(`ours: dist/${f} (the page's UI, not in the timing)`, readFileSync(join(dist, f)), `${statSync(join(dist, f)).mtime.toISOString().slice(0, 16)}Z`);
   }
