@@ -2,6 +2,12 @@
 //! resume after a network error, and the Cache API (`webformer-models`, keyed by the
 //! file's URL) so the second visit needs no network.
 //!
+//! Hub files are checked against the hub's checksums ([`hub::Expected`] says where they
+//! come from and why): hashed chunk by chunk as they arrive (a `Range` resume goes on with
+//! the bytes kept, a restart starts the hash over), not stored when they do not match, and
+//! stored with their checksum (`x-webformer-checksum`), which a later load checks again: a
+//! stored copy that no longer matches is dropped and downloaded afresh.
+//!
 //! It runs on the page, not in the worker: fetch and stream reads are asynchronous, so the
 //! page never blocks on them, and the worker stays free to serve the model already loaded
 //! while the next one downloads. The bytes live in JS buffers (not wasm memory) and are
@@ -10,6 +16,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+
+use crate::hub::{Expected, Hasher};
 
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -22,6 +30,9 @@ use crate::hub;
 #[derive(Debug)]
 pub enum Failure {
     Cancelled,
+    /// Cancel came after the files were in, while the worker built the model: the built
+    /// model was dropped and the one loaded before stays.
+    CancelledBuild,
     /// 404: the caller decides whether the file was optional.
     NotFound(String),
     /// The network failed on every attempt.
@@ -33,6 +44,7 @@ impl Failure {
     pub fn message(self) -> String {
         match self {
             Failure::Cancelled => "the download was cancelled".into(),
+            Failure::CancelledBuild => "loading was cancelled".into(),
             Failure::NotFound(m) | Failure::Network(m) | Failure::Failed(m) => m,
         }
     }
@@ -87,6 +99,20 @@ pub struct Downloader {
     last_report: Cell<f64>,
     /// Sizes announced for files not yet fetched, so a file's real size replaces its guess.
     announced: RefCell<BTreeMap<String, u64>>,
+    /// Check files against the hub's checksums (hub downloads, not the site's own files).
+    verify: bool,
+    /// What the hub's API listing says each file hashes to ([`Downloader::load_checksums`]).
+    expected: RefCell<BTreeMap<String, Expected>>,
+    /// Files used without a checksum to check them against.
+    unverified: RefCell<Vec<String>>,
+    /// What the user should know once loading ends (e.g. a damaged stored copy replaced).
+    notes: RefCell<Vec<String>>,
+}
+
+/// A file's bytes and the checksum they were found to match, if one was known.
+struct Fetched {
+    bytes: Uint8Array,
+    checked: Option<Expected>,
 }
 
 fn describe(e: &JsValue) -> String {
@@ -133,6 +159,7 @@ impl Downloader {
     ) -> Result<(Self, CancelHandle), String> {
         let controller = AbortController::new().map_err(|e| describe(&e))?;
         let cancelled = Rc::new(Cell::new(false));
+        let verify = cache;
         let cache = if cache {
             match open_cache().await {
                 Ok(c) => Some(c),
@@ -159,6 +186,10 @@ impl Downloader {
                 all_total: Cell::new(0),
                 last_report: Cell::new(0.0),
                 announced: RefCell::new(BTreeMap::new()),
+                verify,
+                expected: RefCell::new(BTreeMap::new()),
+                unverified: RefCell::new(Vec::new()),
+                notes: RefCell::new(Vec::new()),
             },
             handle,
         ))
@@ -208,13 +239,102 @@ impl Downloader {
         self.report(file, size, Some(size), None, true);
     }
 
-    /// The stored copy of `url`, if this model's files are kept and it is there.
+    /// Asks the hub's API what each file of `repo@revision` hashes to (see
+    /// [`hub::Expected`]). A hub or mirror without the API, or an answer that cannot be
+    /// read, only leaves the headers to go by: never an error.
+    pub async fn load_checksums(&self, api_url: &str) -> Result<(), Failure> {
+        let init = RequestInit::new();
+        init.set_signal(Some(&self.controller.signal()));
+        let window = web_sys::window().ok_or_else(|| Failure::Failed("no window".into()))?;
+        let response: Response = match JsFuture::from(window.fetch_with_str_and_init(api_url, &init)).await {
+            Ok(r) => r.unchecked_into(),
+            Err(_) if self.is_cancelled() => return Err(Failure::Cancelled),
+            Err(e) => {
+                web_sys::console::warn_1(&format!("no file list from {api_url}: {}", describe(&e)).into());
+                return Ok(());
+            }
+        };
+        if !response.ok() {
+            web_sys::console::warn_1(
+                &format!("no file list from {api_url} (HTTP {})", response.status()).into(),
+            );
+            return Ok(());
+        }
+        let bytes = match response.array_buffer() {
+            Ok(p) => match JsFuture::from(p).await {
+                Ok(b) => Uint8Array::new(&b).to_vec(),
+                Err(_) if self.is_cancelled() => return Err(Failure::Cancelled),
+                Err(_) => return Ok(()),
+            },
+            Err(_) => return Ok(()),
+        };
+        match hub::expected_from_api(&bytes) {
+            Ok(listed) => {
+                let mut expected = self.expected.borrow_mut();
+                for (name, (e, _size)) in listed {
+                    expected.insert(name, e);
+                }
+            }
+            Err(e) => web_sys::console::warn_1(&format!("{api_url}: {e}").into()),
+        }
+        Ok(())
+    }
+
+    /// Files used without a checksum to check them against (none given by the hub).
+    pub fn unverified(&self) -> Vec<String> {
+        self.unverified.borrow().clone()
+    }
+
+    /// What the user should read once loading ends.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.borrow().clone()
+    }
+
+    fn unchecked(&self, file: &str) {
+        if self.verify {
+            let mut u = self.unverified.borrow_mut();
+            if !u.iter().any(|f| f == file) {
+                u.push(file.to_string());
+            }
+        }
+    }
+
+    /// The stored copy of `url`, if this model's files are kept and it is there. A copy
+    /// that no longer matches the checksum it was stored with (or the hub's) is dropped:
+    /// `None`, and the caller downloads it again.
     pub async fn cached(&self, file: &str, url: &str) -> Option<Uint8Array> {
         let cache = self.cache.as_ref()?;
         let found = JsFuture::from(cache.match_with_str(url)).await.ok()?;
         let response: Response = found.dyn_into().ok()?;
+        let stored = response
+            .headers()
+            .get("x-webformer-checksum")
+            .ok()
+            .flatten()
+            .and_then(|h| Expected::from_header(&h));
         let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
         let bytes = Uint8Array::new(&buffer);
+        let had_checksum = stored.is_some();
+        let expected = stored.or_else(|| self.expected.borrow().get(file).cloned());
+        match expected {
+            Some(e) => {
+                let got = hash_stored(&e, &bytes).await;
+                if let Err(why) = hub::check_digest(file, &self.model, &e, &got) {
+                    web_sys::console::warn_1(&why.into());
+                    let _ = JsFuture::from(cache.delete_with_str(url)).await;
+                    self.notes
+                        .borrow_mut()
+                        .push(hub::stored_mismatch(file, &self.model, &e, &got));
+                    return None;
+                }
+                // Stored unverified (a mirror, or before checksums), now checked: keep the
+                // checksum with it, so that later loads check it offline too.
+                if !had_checksum {
+                    self.store(file, url, &bytes, Some(&e)).await;
+                }
+            }
+            None => self.unchecked(file),
+        }
         self.finished(file, bytes.length() as u64);
         Some(bytes)
     }
@@ -244,23 +364,30 @@ impl Downloader {
     }
 
     /// The file's bytes: from the cache, or downloaded (with retries) and then stored.
+    /// A file that does not match the hub's checksum is refused, and not stored.
     pub async fn get(&self, file: &str, url: &str) -> Result<Uint8Array, Failure> {
         if let Some(bytes) = self.cached(file, url).await {
             return Ok(bytes);
         }
-        let bytes = self.download(file, url).await?;
-        self.store(file, url, &bytes).await;
+        let Fetched { bytes, checked } = self.download(file, url).await?;
+        if checked.is_none() {
+            self.unchecked(file);
+        }
+        self.store(file, url, &bytes, checked.as_ref()).await;
         self.finished(file, bytes.length() as u64);
         Ok(bytes)
     }
 
-    async fn store(&self, file: &str, url: &str, bytes: &Uint8Array) {
+    async fn store(&self, file: &str, url: &str, bytes: &Uint8Array, checked: Option<&Expected>) {
         let Some(cache) = &self.cache else { return };
         let headers = Headers::new().expect("Headers::new");
         let _ = headers.set("content-type", "application/octet-stream");
         let _ = headers.set("x-webformer-model", &self.model);
         let _ = headers.set("x-webformer-file", file);
         let _ = headers.set("x-webformer-size", &bytes.length().to_string());
+        if let Some(e) = checked {
+            let _ = headers.set("x-webformer-checksum", &e.to_header());
+        }
         let init = ResponseInit::new();
         init.set_status(200);
         init.set_headers_headers(&headers);
@@ -282,16 +409,27 @@ impl Downloader {
     /// Fetches `url`, resuming with `Range: bytes=N-` after a network error, up to
     /// [`hub::RETRIES`] more times with growing waits; a server that ignores `Range`
     /// (200 instead of 206) sends the file again from the start.
-    async fn download(&self, file: &str, url: &str) -> Result<Uint8Array, Failure> {
-        let mut chunks: Vec<Uint8Array> = Vec::new();
-        let mut have = 0u64;
-        let mut size: Option<u64> = None;
+    ///
+    /// The bytes are hashed as they arrive when a checksum is known (from the API before,
+    /// or from the first answer's headers); a mismatch fails the download.
+    async fn download(&self, file: &str, url: &str) -> Result<Fetched, Failure> {
+        let mut state = Partial {
+            chunks: Vec::new(),
+            have: 0,
+            size: None,
+            expected: if self.verify {
+                self.expected.borrow().get(file).cloned()
+            } else {
+                None
+            },
+            hasher: None,
+        };
         let mut attempt = 0u32;
         loop {
             if self.is_cancelled() {
                 return Err(Failure::Cancelled);
             }
-            let outcome = self.attempt(file, url, &mut chunks, &mut have, &mut size).await;
+            let outcome = self.attempt(file, url, &mut state).await;
             let why = match outcome {
                 Ok(()) => break,
                 Err(Attempt::Cancelled) => return Err(Failure::Cancelled),
@@ -308,11 +446,12 @@ impl Downloader {
                     "{file}: the download failed {} times ({why}); {} of {} MB had arrived. Check \
                      the connection and load again: files already complete are kept",
                     attempt,
-                    hub::mb(have),
-                    size.map(hub::mb).unwrap_or_else(|| "?".into())
+                    hub::mb(state.have),
+                    state.size.map(hub::mb).unwrap_or_else(|| "?".into())
                 )));
             }
             let wait = hub::backoff_ms(attempt);
+            let have = state.have;
             let note = format!(
                 "{why}; retrying in {:.1} s (attempt {} of {}), resuming at byte {have}",
                 wait as f64 / 1000.0,
@@ -320,26 +459,51 @@ impl Downloader {
                 hub::RETRIES + 1
             );
             web_sys::console::warn_1(&format!("{file}: {note}").into());
-            self.report(file, have, size, Some(note), true);
+            self.report(file, have, state.size, Some(note), true);
             sleep(wait).await;
         }
+        let Partial {
+            chunks,
+            have,
+            expected,
+            hasher,
+            ..
+        } = state;
+        let checked = match expected {
+            None => None,
+            Some(e) => {
+                let got = match hasher {
+                    Some(h) => h.finish(),
+                    // A git blob id whose length was not known when the bytes came.
+                    None => {
+                        let mut h = Hasher::new(&e, Some(have)).expect("the length is known");
+                        for c in &chunks {
+                            h.update(&c.to_vec());
+                        }
+                        h.finish()
+                    }
+                };
+                hub::check_digest(file, &self.model, &e, &got).map_err(Failure::Failed)?;
+                Some(e)
+            }
+        };
         let out = Uint8Array::new_with_length(have as u32);
         let mut offset = 0u32;
         for c in &chunks {
             out.set(c, offset);
             offset += c.length();
         }
-        Ok(out)
+        Ok(Fetched { bytes: out, checked })
     }
 
-    async fn attempt(
-        &self,
-        file: &str,
-        url: &str,
-        chunks: &mut Vec<Uint8Array>,
-        have: &mut u64,
-        size: &mut Option<u64>,
-    ) -> Result<(), Attempt> {
+    async fn attempt(&self, file: &str, url: &str, state: &mut Partial) -> Result<(), Attempt> {
+        let Partial {
+            chunks,
+            have,
+            size,
+            expected,
+            hasher,
+        } = state;
         let net = |e: JsValue| {
             if self.is_cancelled() {
                 Attempt::Cancelled
@@ -372,6 +536,13 @@ impl Downloader {
         let header = |n: &str| response.headers().get(n).ok().flatten();
         let length: Option<u64> = header("content-length").and_then(|v| v.parse().ok());
         let range = header("content-range");
+        if self.verify && expected.is_none() {
+            *expected = hub::expected_from_headers(
+                header("x-linked-etag").as_deref(),
+                header("etag").as_deref(),
+                response.redirected(),
+            );
+        }
         match hub::resume_kind(*have, status, range.as_deref()) {
             hub::Resume::Append => {
                 *size = range
@@ -389,6 +560,8 @@ impl Downloader {
                 chunks.clear();
                 *have = 0;
                 *size = length;
+                // The hash starts over with the bytes.
+                *hasher = expected.as_ref().and_then(|e| Hasher::new(e, *size));
             }
         }
         let body = response
@@ -409,6 +582,9 @@ impl Downloader {
                 .unchecked_into();
             let first = chunks.is_empty();
             *have += chunk.length() as u64;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk.to_vec());
+            }
             chunks.push(chunk);
             // The first bytes always show; later ones at most every 50 ms.
             self.report(file, *have, *size, None, first);
@@ -423,6 +599,35 @@ impl Downloader {
         }
         Ok(())
     }
+}
+
+/// A download under way, kept across attempts: the bytes so far and their running hash.
+struct Partial {
+    chunks: Vec<Uint8Array>,
+    have: u64,
+    size: Option<u64>,
+    expected: Option<Expected>,
+    /// `None` while nothing is checked, or for a git blob id whose length was unknown
+    /// (hashed at the end then).
+    hasher: Option<Hasher>,
+}
+
+/// Hashes a stored file in slices (never a second copy of it in wasm memory), letting the
+/// page breathe between large ones.
+async fn hash_stored(expected: &Expected, bytes: &Uint8Array) -> String {
+    const SLICE: u32 = 4 << 20;
+    let len = bytes.length();
+    let mut h = Hasher::new(expected, Some(len as u64)).expect("the length is known");
+    let mut at = 0u32;
+    while at < len {
+        let end = (at + SLICE).min(len);
+        h.update(&bytes.subarray(at, end).to_vec());
+        at = end;
+        if at < len && at % (8 * SLICE) == 0 {
+            sleep(0).await;
+        }
+    }
+    h.finish()
 }
 
 /// A model kept in the Cache API, as the "stored models" list shows it.

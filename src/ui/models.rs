@@ -108,8 +108,9 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
     let (stored_note, set_stored_note) = signal(None::<String>);
     let cancel: SendWrapper<Rc<RefCell<Option<CancelHandle>>>> =
         SendWrapper::new(Rc::new(RefCell::new(None)));
-    // Cancel works while bytes arrive; the worker's build that follows is short.
-    let (downloading, set_downloading) = signal(false);
+    // Cancel works while bytes arrive and while the worker builds the model (the built
+    // model is then dropped, not put in use), until the moment it is installed.
+    let (cancellable, set_cancellable) = signal(false);
 
     let refresh_stored = move || {
         spawn_local(async move {
@@ -171,20 +172,35 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
             ui.set_busy.set(true);
             ui.set_error.set(None);
             spawn_local(async move {
-                let result = load(choice, &client, ui, &cancel, set_downloading).await;
+                let result = load(choice, &client, ui, &cancel, set_cancellable).await;
                 cancel.borrow_mut().take();
+                set_cancellable.set(false);
                 ui.set_progress.set(None);
                 match result {
-                    Ok(info) => {
-                        ui.set_status.set(super::model_files::loaded_text(&info));
+                    Ok((info, notes)) => {
+                        let mut text = super::model_files::loaded_text(&info);
+                        for n in notes {
+                            text.push(' ');
+                            text.push_str(&n);
+                        }
+                        ui.set_status.set(text);
                         ui.set_model.set(Some(info));
                     }
                     Err(Failure::Cancelled) => ui.set_status.set("Download cancelled.".into()),
+                    Err(Failure::CancelledBuild) => ui.set_status.set(
+                        "Loading cancelled: the new model was not put in use; the model loaded before (if \
+                         any) stays. Its downloaded files are kept."
+                            .into(),
+                    ),
                     // The model that was loaded before stays in use.
                     Err(f) => ui.set_error.set(Some(f.message())),
                 }
+                // The stored list is up to date by the time Load is offered again.
+                match download::stored_models().await {
+                    Ok(list) => set_stored.set(list),
+                    Err(e) => set_stored_note.set(Some(e)),
+                }
                 ui.set_busy.set(false);
-                refresh_stored();
             });
         }
     };
@@ -270,7 +286,7 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
             " "
             <button data-testid="model-load" on:click=on_load disabled=ui.busy>"Load"</button>
             " "
-            <button data-testid="model-cancel" on:click=on_cancel disabled=move || !downloading.get()>
+            <button data-testid="model-cancel" on:click=on_cancel disabled=move || !cancellable.get()>
                 "Cancel"
             </button>
             <details class="hub-settings">
@@ -315,14 +331,21 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
     }
 }
 
-/// Downloads (or reads from the cache) the chosen model's files and loads them in the worker.
+/// Downloads (or reads from the cache) the chosen model's files and loads them in the
+/// worker; also returns what the user should know (files not verified, stored copies
+/// replaced).
+///
+/// The worker builds the model and sets it aside (`BuildModel`); only if Cancel was not
+/// pressed meanwhile is it put in use (`UseBuiltModel`). The build itself runs to its end
+/// in the worker (one synchronous step there, which a message cannot interrupt), but a
+/// cancelled one is dropped: the model loaded before stays, nothing is half-loaded.
 async fn load(
     choice: Choice,
     client: &WorkerClient,
     ui: LoadUi,
     cancel: &Rc<RefCell<Option<CancelHandle>>>,
-    set_downloading: WriteSignal<bool>,
-) -> Result<ModelInfo, Failure> {
+    set_cancellable: WriteSignal<bool>,
+) -> Result<(ModelInfo, Vec<String>), Failure> {
     let on_progress = move |p: DlProgress| {
         ui.set_status.set(format!("Downloading: {}", p.text()));
         ui.set_progress.set(Some(LoadProgress::Download(p)));
@@ -336,13 +359,12 @@ async fn load(
         .await
         .map_err(Failure::Failed)?;
     *cancel.borrow_mut() = Some(handle);
-    set_downloading.set(true);
+    set_cancellable.set(true);
     ui.set_status.set(format!("Fetching {label}…"));
     let fetched = match &choice {
         Choice::Site(m) => fetch_site(&dl, m).await,
         Choice::Hub { base, repo, revision } => fetch_hub(&dl, base, repo, revision).await,
     };
-    set_downloading.set(false);
     let files = match fetched {
         Ok(f) => f,
         Err(Failure::Cancelled) => return Err(Failure::Cancelled),
@@ -365,10 +387,32 @@ async fn load(
         Choice::Site(m) => format!("{} (offline)", m.id),
         Choice::Hub { .. } => label.clone(),
     };
-    let info = match client
-        .call_with_progress(Request::LoadModel { source, names }, buffers, on_worker)
-        .await
-    {
+    if dl.is_cancelled() {
+        return Err(Failure::CancelledBuild);
+    }
+    ui.set_status
+        .set(format!("Building {label}: sending the files to the worker…"));
+    ui.set_progress.set(Some(LoadProgress::Worker(Progress::stage(
+        "sending the files",
+        0,
+        2,
+    ))));
+    let built = client
+        .call_with_progress(Request::BuildModel { source, names }, buffers, on_worker)
+        .await;
+    let built = match built {
+        Ok(Response::ModelLoaded(_)) if dl.is_cancelled() => {
+            let _ = client.call(Request::UseBuiltModel { keep: false }).await;
+            return Err(Failure::CancelledBuild);
+        }
+        // Past this point Cancel has nothing left to stop.
+        Ok(Response::ModelLoaded(_)) => {
+            set_cancellable.set(false);
+            client.call(Request::UseBuiltModel { keep: true }).await
+        }
+        other => other,
+    };
+    let info = match built {
         Ok(Response::ModelLoaded(info)) => info,
         Ok(other) => return Err(Failure::Failed(format!("unexpected answer: {other:?}"))),
         Err(message) => {
@@ -384,7 +428,16 @@ async fn load(
     if let Choice::Site(OfflineModel { head: Some(head), .. }) = &choice {
         install_head(client, ui, head).await;
     }
-    Ok(info)
+    let mut notes = dl.notes();
+    let unverified = dl.unverified();
+    if !unverified.is_empty() {
+        notes.push(format!(
+            "Not verified: {} (the hub sent no checksum for {}).",
+            unverified.join(", "),
+            if unverified.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    Ok((info, notes))
 }
 
 /// The offline default's trained head (e.g. MiniLM's sentiment head), used at once in the
@@ -445,6 +498,9 @@ async fn fetch_hub(
 ) -> Result<Vec<(String, js_sys::Uint8Array)>, Failure> {
     let url = |f: &str| hub::resolve_url(base, repo, revision, f);
     let mut out = Vec::new();
+    // What each file should hash to; without it the headers (or nothing) decide.
+    dl.load_checksums(&hub::api_revision_url(base, repo, revision))
+        .await?;
     let config = dl
         .get("config.json", &url("config.json"))
         .await

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { serve } from './server.mjs';
 import { launch, open } from './browser.mjs';
 import { FIXTURES, classify, goldenTexts, worstProbDiff } from './models.mjs';
@@ -36,7 +37,8 @@ async function watchProgress(page) {
       const el = document.querySelector('[data-testid=load-progress]');
       if (!el) return;
       const d = { ...el.dataset, text: el.textContent };
-      if (window.__progress.at(-1)?.text !== d.text) window.__progress.push(d);
+      const last = window.__progress.at(-1);
+      if (last?.text !== d.text || last?.stage !== d.stage) window.__progress.push(d);
     }).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
   });
 }
@@ -174,6 +176,143 @@ test('bad repos and corrupt files get specific messages; the app keeps working',
     const good = await loadRepo(page, REPO);
     assert.equal(good.error, null);
     await checkGoldens(page, 'after the bad files');
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+const gitBlob = (b) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+
+test('files that do not match the hub\'s checksums are refused and not stored; a damaged stored copy is replaced', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  const read = (f) => readFileSync(join(FIXTURES, MODEL, f));
+  const repo = 'webformer-test/swapped';
+  const key = (f) => `${repo}/${f}`;
+  const good = Object.fromEntries(FILES.map((f) => [f, read(f)]));
+  // One flipped byte in the tensor data: still a valid safetensors file, only its hash
+  // tells. The hub states the checksums of the good bytes.
+  const badWeights = Buffer.from(good['model.safetensors']);
+  badWeights[badWeights.length - 100] ^= 0xff;
+  // A tokenizer.json that is still valid JSON, one byte longer.
+  const badTokenizer = Buffer.concat([good['tokenizer.json'], Buffer.from('\n')]);
+  for (const f of FILES) hub.hub.files.set(key(f), good[f]);
+  for (const f of FILES) hub.hub.claims.set(key(f), good[f]);
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+
+    // 1. The weights (an LFS file: sha256 from the API listing) do not match.
+    hub.hub.files.set(key('model.safetensors'), badWeights);
+    const weights = await loadRepo(page, repo);
+    console.log(`# swapped weights: ${weights.error}`);
+    assert.ok(weights.error?.startsWith(
+      `model.safetensors from ${repo}: checksum mismatch, expected sha256 ${sha256(good['model.safetensors']).slice(0, 16)}…, ` +
+      `got ${sha256(badWeights).slice(0, 16)}…; it was not stored`), weights.error);
+    assert.ok(hub.hub.apiLog.includes(repo));
+    assert.deepEqual(await storedModels(page), []);
+
+    // 2. No API (a mirror): a small file's ETag is its git blob id, and it does not match.
+    hub.hub.api = false;
+    hub.hub.files.set(key('model.safetensors'), good['model.safetensors']);
+    hub.hub.files.set(key('tokenizer.json'), badTokenizer);
+    const tokenizer = await loadRepo(page, repo);
+    console.log(`# swapped tokenizer.json, headers only: ${tokenizer.error}`);
+    assert.ok(tokenizer.error?.startsWith(
+      `tokenizer.json from ${repo}: checksum mismatch, expected git blob sha1 ${gitBlob(good['tokenizer.json']).slice(0, 16)}…, ` +
+      `got ${gitBlob(badTokenizer).slice(0, 16)}…; it was not stored`), tokenizer.error);
+    assert.deepEqual(await storedModels(page), []);
+
+    // Headers only, good files: the weights come through the hub's redirect, whose
+    // X-Linked-Etag the page cannot see, and the CDN's own ETag is not their sha256: they
+    // load unverified, with a note (not refused).
+    hub.hub.files.set(key('tokenizer.json'), good['tokenizer.json']);
+    const unverified = await loadRepo(page, repo);
+    assert.equal(unverified.error, null);
+    assert.match(unverified.status, /Loaded BertClassifier .*Not verified: model\.safetensors \(the hub sent no checksum for it\)\./);
+    await checkGoldens(page, 'headers only');
+
+    // 3. With the API, everything stored is verified when it is read again.
+    hub.hub.api = true;
+    const verified = await loadRepo(page, repo);
+    assert.equal(verified.error, null);
+    assert.doesNotMatch(verified.status, /Not verified|damaged/);
+    assert.deepEqual(await storedModels(page), [{ model: repo, bytes: BYTES }]);
+
+    // 4. The stored weights get damaged (a bad disk sector, a meddling extension): the
+    // copy is dropped, downloaded again, and the model is intact.
+    const url = `${hub.url}hub/${repo}/resolve/main/model.safetensors`;
+    const damaged = await page.evaluate(async (u) => {
+      const cache = await caches.open('webformer-models');
+      const old = await cache.match(u);
+      if (!old) return false;
+      const bytes = new Uint8Array(await old.arrayBuffer());
+      bytes[bytes.length - 100] ^= 0xff;
+      await cache.put(u, new Response(bytes, { headers: old.headers }));
+      return old.headers.get('x-webformer-checksum');
+    }, url);
+    assert.equal(damaged, `sha256:${sha256(good['model.safetensors'])}`);
+    const before = hub.hub.log.filter((r) => r.method === 'GET' && r.key === key('model.safetensors')).length;
+    const again = await loadRepo(page, repo);
+    console.log(`# damaged stored copy: ${again.status}`);
+    assert.equal(again.error, null);
+    assert.match(again.status, new RegExp(`the stored copy of model\\.safetensors from ${repo} was damaged \\(checksum mismatch, expected sha256 ${sha256(good['model.safetensors']).slice(0, 16)}…`));
+    const after = hub.hub.log.filter((r) => r.method === 'GET' && r.key === key('model.safetensors')).length;
+    assert.equal(after, before + 1, 'downloaded again');
+    await checkGoldens(page, 'after replacing a damaged stored copy');
+    assert.deepEqual(await storedModels(page), [{ model: repo, bytes: BYTES }]);
+  } finally {
+    await browser.close();
+    await hub.close();
+  }
+});
+
+test('Cancel while the worker builds the model: the model loaded before stays, the new files are kept', async () => {
+  const hub = await serve(null, { hub: FIXTURES });
+  const other = 'bert-cased-cls';
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page } = await open(browser.context, appUrl(hub));
+    const first = await loadRepo(page, REPO);
+    assert.equal(first.error, null);
+    // Cancel is clicked the moment the worker reports that it builds the new model.
+    await page.evaluate(() => {
+      window.__cancel = null;
+      const watch = new MutationObserver(() => {
+        const el = document.querySelector('[data-testid=load-progress]');
+        if (el?.dataset.stage !== 'building the model' || window.__cancel) return;
+        const button = document.querySelector('[data-testid=model-cancel]');
+        window.__cancel = { disabled: button.disabled };
+        button.click();
+        watch.disconnect();
+      });
+      watch.observe(document.body, { subtree: true, childList: true, attributes: true });
+    });
+    const cancelled = await loadRepo(page, `webformer-test/${other}`);
+    console.log(`# cancelled during the build: ${cancelled.status}`);
+    assert.deepEqual(await page.evaluate(() => window.__cancel), { disabled: false });
+    assert.equal(cancelled.error, null);
+    assert.match(cancelled.status, /^Loading cancelled: the new model was not put in use/);
+    assert.equal(await page.getByTestId('load-progress').count(), 0);
+    assert.ok(await page.getByTestId('model-cancel').isDisabled());
+    // The model loaded before answers, as before.
+    await checkGoldens(page, 'the model loaded before, after a cancelled build');
+    // The new model's files were complete and verified: they are kept.
+    const size = (m) => ['config.json', 'tokenizer.json', 'model.safetensors']
+      .reduce((n, f) => n + statSync(join(FIXTURES, m, f)).size, 0);
+    const stored = await storedModels(page);
+    assert.deepEqual(stored.find((m) => m.model === `webformer-test/${other}`), { model: `webformer-test/${other}`, bytes: size(other) });
+
+    // Loading it again (from the browser's copy) puts it in use.
+    const gets = hub.hub.log.length;
+    const loaded = await loadRepo(page, `webformer-test/${other}`);
+    assert.equal(loaded.error, null);
+    assert.match(loaded.status, /Loaded BertClassifier/);
+    assert.equal(hub.hub.log.length, gets, 'no download the second time');
+    const texts = goldenTexts(other);
+    const worst = worstProbDiff(other, texts, await classify(page, texts));
+    assert.ok(worst <= 1e-4, `${other}: probabilities differ by ${worst}`);
   } finally {
     await browser.close();
     await hub.close();

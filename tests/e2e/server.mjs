@@ -1,6 +1,7 @@
 // A static server for dist/ on 127.0.0.1 (a secure context, as WebGPU requires).
 import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { extname, join, normalize, resolve } from 'node:path';
 
 const TYPES = {
@@ -55,44 +56,134 @@ export async function serve(root, { hub, hide = [] } = {}) {
  * The fake hub's state, which tests change between steps:
  * - `files`: 'owner/name/file' -> Buffer, served first (fake or corrupt repos);
  *   otherwise `webformer-test/<name>/<file>` is `<folder>/<name>/<file>`.
+ * - `claims`: 'owner/name/file' -> Buffer: the hub states the checksums of these bytes
+ *   (API, X-Linked-Etag, ETag) while it serves `files`' (a corrupted or swapped file).
  * - `cuts`: 'owner/name/file' -> N: the next GET of it sends N bytes, then the connection
  *   drops (the response announced the whole length): a network error midway.
  * - `stalls`: 'owner/name/file' -> N: the next GET sends N bytes, then nothing more (a hung
  *   download, for cancelling).
  * - `ignoreRange`: answer 200 with the whole file even when asked for a range.
- * - `log`: every request as { method, key, range, status }.
+ * - `checksums`: false = a plain mirror: no API, no ETag or X-Linked-Etag; `api`: false =
+ *   no API (404), the headers only.
+ * - `log`: every request for a file's bytes as { method, key, range, status } (the CDN's
+ *   answer for a redirected LFS file; the redirect itself is not logged);
+ *   `apiLog`: the API's file-list requests, by repo.
+ *
+ * As huggingface.co does: `*.safetensors` are LFS files: `resolve` answers 302 with
+ * `X-Linked-Etag: "<sha256>"` and the bytes come from `/hub/cdn/…`, whose ETag is the
+ * CDN's own (64 hex digits, not the file's sha256); other files are served at once with
+ * `ETag: "<git blob sha1>"`. `GET /hub/api/models/<repo>/revision/<rev>?blobs=true`
+ * lists `siblings` with `blobId`, `size` and, for LFS files, `lfs: { sha256, size }`.
  */
 function hubControls(folder) {
-  return { folder: resolve(folder), files: new Map(), cuts: new Map(), stalls: new Map(), ignoreRange: false, log: [] };
+  return {
+    folder: resolve(folder),
+    files: new Map(),
+    claims: new Map(),
+    cuts: new Map(),
+    stalls: new Map(),
+    ignoreRange: false,
+    checksums: true,
+    api: true,
+    log: [],
+    apiLog: [],
+  };
 }
 
 const HUB_HEADERS = {
   'access-control-allow-origin': '*',
-  'access-control-expose-headers': 'content-length, content-range, accept-ranges',
+  'access-control-expose-headers':
+    'content-length, content-range, accept-ranges, etag, x-linked-etag, x-linked-size, x-repo-commit',
   'cache-control': 'no-store',
 };
 
-/** `/hub/<owner>/<name>/resolve/<revision>/<file>`, with HEAD, `Range: bytes=N-` and CORS. */
+const isLfs = (file) => file.endsWith('.safetensors');
+const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+const gitBlob = (buf) => createHash('sha1').update(`blob ${buf.length}\0`).update(buf).digest('hex');
+
+async function repoFile(hub, owner, name, file) {
+  const key = `${owner}/${name}/${file}`;
+  let body = hub.files.get(key);
+  if (!body && owner === 'webformer-test' && !file.includes('..') && !name.includes('..')) {
+    body = await readFile(join(hub.folder, name, file)).catch(() => undefined);
+  }
+  return body;
+}
+
+async function repoListing(hub, owner, name) {
+  const names = new Set();
+  for (const key of hub.files.keys()) {
+    if (key.startsWith(`${owner}/${name}/`)) names.add(key.slice(owner.length + name.length + 2));
+  }
+  if (owner === 'webformer-test' && !name.includes('..')) {
+    for (const f of await readdir(join(hub.folder, name)).catch(() => [])) names.add(f);
+  }
+  const siblings = [];
+  for (const f of [...names].sort()) {
+    const key = `${owner}/${name}/${f}`;
+    const body = await repoFile(hub, owner, name, f);
+    if (!body) continue;
+    const claim = hub.claims.get(key) ?? body;
+    const entry = { rfilename: f, size: claim.length, blobId: gitBlob(claim) };
+    if (isLfs(f)) {
+      // An LFS file's blobId is its pointer's; the sha256 is of the bytes.
+      entry.blobId = gitBlob(Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(claim)}\nsize ${claim.length}\n`));
+      entry.lfs = { size: claim.length, sha256: sha256(claim), pointerSize: 134 };
+    }
+    siblings.push(entry);
+  }
+  return siblings;
+}
+
+/**
+ * `/hub/<owner>/<name>/resolve/<revision>/<file>` (302 to `/hub/cdn/…` for LFS files), the
+ * CDN, and the API's file list; with HEAD, `Range: bytes=N-` and CORS.
+ */
 async function hubRoute(hub, req, res) {
-  const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-  const m = path.match(/^\/hub\/([^/]+)\/([^/]+)\/resolve\/[^/]+\/([^/].*)$/);
-  const key = m ? `${m[1]}/${m[2]}/${m[3]}` : path;
-  const entry = { method: req.method, key, range: req.headers.range ?? null, status: 0 };
-  hub.log.push(entry);
-  const answer = (status, headers, body) => {
-    entry.status = status;
+  const url = new URL(req.url, 'http://x');
+  const path = decodeURIComponent(url.pathname);
+  const send = (status, headers, body) => {
     res.writeHead(status, { ...HUB_HEADERS, ...headers });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
   if (req.method === 'OPTIONS') {
-    return answer(204, { 'access-control-allow-headers': 'range', 'access-control-allow-methods': 'GET, HEAD' });
+    return send(204, { 'access-control-allow-headers': 'range', 'access-control-allow-methods': 'GET, HEAD' });
   }
-  let body = m ? hub.files.get(key) : undefined;
-  if (!body && m && m[1] === 'webformer-test' && !m[3].includes('..')) {
-    body = await readFile(join(hub.folder, m[2], m[3])).catch(() => undefined);
+  const api = path.match(/^\/hub\/api\/models\/([^/]+)\/([^/]+)\/revision\/(.+)$/);
+  if (api) {
+    hub.apiLog.push(`${api[1]}/${api[2]}`);
+    const siblings = hub.checksums && hub.api ? await repoListing(hub, api[1], api[2]) : [];
+    if (!siblings.length) return send(404, { 'content-type': 'application/json' }, '{"error":"Repository not found"}');
+    const json = JSON.stringify({ id: `${api[1]}/${api[2]}`, sha: '0'.repeat(40), siblings });
+    return send(200, { 'content-type': 'application/json' }, json);
   }
+  const m = path.match(/^\/hub\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/([^/].*)$/);
+  const cdn = path.match(/^\/hub\/cdn\/([^/]+)\/([^/]+)\/([^/]+)\/([^/].*)$/);
+  const [, owner, name, revision, file] = m ?? cdn ?? [];
+  const key = file ? `${owner}/${name}/${file}` : path;
+  const body = file ? await repoFile(hub, owner, name, file) : undefined;
+  const claim = hub.claims.get(key) ?? body;
+  if (m && body && isLfs(file) && hub.checksums) {
+    // The hub's redirect of an LFS file: the sha256 rides on it, the bytes come from the CDN.
+    return send(302, {
+      location: `/hub/cdn/${owner}/${name}/${revision}/${file}`,
+      'x-linked-etag': `"${sha256(claim)}"`,
+      'x-linked-size': String(claim.length),
+    });
+  }
+  const entry = { method: req.method, key, range: req.headers.range ?? null, status: 0 };
+  hub.log.push(entry);
+  const answer = (status, headers, payload) => {
+    entry.status = status;
+    send(status, headers, payload);
+  };
   if (!body) return answer(404, { 'content-type': 'text/plain' }, 'Entry not found');
   const type = { 'content-type': TYPES[extname(key)] ?? 'application/octet-stream', 'accept-ranges': 'bytes' };
+  if (hub.checksums) {
+    // The CDN's own tag (as real CDNs do: 64 hex digits, not the file's sha256), or the
+    // git blob id of a file the hub serves itself.
+    type.etag = cdn ? `"${sha256(Buffer.concat([Buffer.from('cdn'), body]))}"` : `"${gitBlob(claim)}"`;
+  }
   let status = 200;
   let part = body;
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
