@@ -80,7 +80,11 @@ pub fn Grid(
     });
     let t = thumb(heads, n);
     let step = t + GAP;
-    let size = (MARGIN + step * heads as f64, MARGIN + step * layers as f64);
+    // 2 px beyond the last gap, so the outline of the last row or column clears the border.
+    let size = (
+        MARGIN + step * heads as f64 + 2.0,
+        MARGIN + step * layers as f64 + 2.0,
+    );
     // The device pixel ratio the thumbnails were drawn at (0: not yet drawn).
     let drawn_at = StoredValue::new(0.0f64);
 

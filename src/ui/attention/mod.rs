@@ -52,7 +52,8 @@ pub fn AttentionExplorer(
     };
 
     view! {
-        <div class="attention">
+        // Room below, before whatever the panel shows next.
+        <div class="attention" style="margin-bottom: 1.5rem">
             <p class="hint">
                 "Self-attention: every token makes a query, a key and a value. A token's query is compared "
                 "with every key; a softmax turns the scores into weights (each row sums to 1), and "
