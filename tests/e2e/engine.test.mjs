@@ -56,3 +56,24 @@ test('a corrupt checkpoint gets a specific message and the app keeps working', a
     await browser.close();
   }
 });
+
+test('the ?debug handle answers with attention maps, or without them when asked', async () => {
+  const name = 'bert-uncased-cls';
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, problems } = await open(browser.context, `${server.url}?backend=cpu&debug`);
+    await loadFixture(page, name);
+    const texts = ['a short line'];
+    const full = JSON.parse(await page.evaluate((t) => window.webformer.classify(t), texts));
+    const lean = JSON.parse(
+      await page.evaluate((t) => window.webformer.classify(t, { attentions: false }), texts),
+    );
+    const config = JSON.parse(readFileSync(join(FIXTURES, name, 'config.json'), 'utf8'));
+    assert.equal(full.results[0].attentions.length, config.num_hidden_layers);
+    assert.equal(lean.results[0].attentions, null);
+    assert.deepEqual(lean.results[0].probs, full.results[0].probs);
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
