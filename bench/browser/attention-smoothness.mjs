@@ -6,8 +6,9 @@
 //   through "open local files".
 // For each: the time from "Show attention" to every view painted, and per layer/head change
 // the script work (change → its effects done), the rendering of the frame that shows it,
-// and the time until that frame is painted. Several DISTs (e.g. a build before and after a change) are measured in the same
-// run, interleaved, each in a fresh browser. A measurement, not a test (timings never are).
+// and the time until that frame is painted. Several DISTs (e.g. a build before and after a
+// change) are measured in the same run, interleaved, each in a fresh browser. A measurement,
+// not a test (timings never are). Run it from the repository root:
 //
 //     node bench/browser/attention-smoothness.mjs [DIST ...]     (default dist/)
 //
