@@ -20,7 +20,7 @@ pub fn AboutPanel() -> impl IntoView {
             </p>
             <p>
                 "A transformer first cuts text into tokens: pieces of words from a fixed vocabulary. "
-                "The Classify text tab shows them for any text you type, and \"Show attention\" draws "
+                "The Classify text tab shows them for any text you type, and “Show attention” draws "
                 "how much each token attends to every other, layer by layer and head by head."
             </p>
         </section>

@@ -53,7 +53,7 @@ pub fn AttentionExplorer(
 
     view! {
         // Room below, before whatever the panel shows next.
-        <div class="attention" style="margin-bottom: 1.5rem">
+        <div class="attention">
             <p class="hint">
                 "Self-attention: every token makes a query, a key and a value. A token's query is compared "
                 "with every key; a softmax turns the scores into weights (each row sums to 1), and "
