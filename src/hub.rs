@@ -443,8 +443,8 @@ pub fn check_digest(file: &str, repo: &str, expected: &Expected, got: &str) -> R
 /// What the page says when a stored copy no longer matches the hash it was stored with.
 pub fn stored_mismatch(file: &str, repo: &str, expected: &Expected, got: &str) -> String {
     format!(
-        "the stored copy of {file} from {repo} was damaged (checksum mismatch, expected {} {}, got \
-         {}): it was dropped and downloaded again",
+        "The stored copy of {file} from {repo} was damaged (checksum mismatch, expected {} {}, got \
+         {}): it was dropped and downloaded again.",
         expected.algorithm(),
         short(expected.hex()),
         short(got)

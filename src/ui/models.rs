@@ -179,9 +179,12 @@ pub fn ModelCatalogue(client: WorkerClient, ui: LoadUi) -> impl IntoView {
                 match result {
                     Ok((info, notes)) => {
                         let mut text = super::model_files::loaded_text(&info);
-                        for n in notes {
-                            text.push(' ');
-                            text.push_str(&n);
+                        for n in &notes {
+                            text.push_str(". ");
+                            text.push_str(n.trim_end_matches('.'));
+                        }
+                        if !notes.is_empty() {
+                            text.push('.');
                         }
                         ui.set_status.set(text);
                         ui.set_model.set(Some(info));

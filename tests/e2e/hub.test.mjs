@@ -257,7 +257,7 @@ test('files that do not match the hub\'s checksums are refused and not stored; a
     const again = await loadRepo(page, repo);
     console.log(`# damaged stored copy: ${again.status}`);
     assert.equal(again.error, null);
-    assert.match(again.status, new RegExp(`the stored copy of model\\.safetensors from ${repo} was damaged \\(checksum mismatch, expected sha256 ${sha256(good['model.safetensors']).slice(0, 16)}…`));
+    assert.match(again.status, new RegExp(`\\. The stored copy of model\\.safetensors from ${repo} was damaged \\(checksum mismatch, expected sha256 ${sha256(good['model.safetensors']).slice(0, 16)}…`));
     const after = hub.hub.log.filter((r) => r.method === 'GET' && r.key === key('model.safetensors')).length;
     assert.equal(after, before + 1, 'downloaded again');
     await checkGoldens(page, 'after replacing a damaged stored copy');
