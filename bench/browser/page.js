@@ -22,7 +22,7 @@ function oursCall(w, request, buffers) {
   });
 }
 
-async function setupOurs(key, backend) {
+async function startOurs() {
   const worker = new Worker('/webformer-worker_loader.js');
   const w = { worker, nextId: 1, pending: new Map() };
   const ready = new Promise((ok, fail) => {
@@ -42,6 +42,11 @@ async function setupOurs(key, backend) {
     };
   });
   await ready;
+  return w;
+}
+
+async function setupOurs(key, backend) {
+  const w = await startOurs();
   const info = await oursCall(w, { type: 'probe_backend', choice: backend });
   const names = ['config.json', 'model.safetensors', 'tokenizer.json'];
   const buffers = await Promise.all(names.map(async (n) => (await fetch(`/minilm/${n}`)).arrayBuffer()));
@@ -102,4 +107,93 @@ function tjsTokens(texts) {
   return texts.map((t) => state.tjs.tokenizer.encode(t).length);
 }
 
-window.bench = { setupOurs, runOurs, pingOurs, setupTjs, runTjs, tjsTokens, ready: true };
+// ---- Images (bench/browser/vit.mjs): our ViT vs transformers.js's image-classification
+// pipeline on the ONNX export of the same weights. Both sides get the same encoded image
+// file (PNG bytes) and answer probabilities over every label: decode, resize, rescale +
+// normalise, forward, softmax are inside both timings.
+
+/** Image files by key, as bytes; copied for each run outside the timing. */
+const images = {};
+
+/** Fetches an image file (e.g. a fixture PNG) and keeps its bytes under `key`. */
+async function loadImage(key, url) {
+  images[key] = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  return images[key].length;
+}
+
+/** Draws a deterministic colour test card of `size`×`size` and keeps it as PNG bytes. */
+async function makeImage(key, size) {
+  const c = new OffscreenCanvas(size, size);
+  const g = c.getContext('2d');
+  const grad = g.createLinearGradient(0, 0, size, size);
+  grad.addColorStop(0, '#1b4f8a');
+  grad.addColorStop(0.5, '#e8c547');
+  grad.addColorStop(1, '#b5342b');
+  g.fillStyle = grad;
+  g.fillRect(0, 0, size, size);
+  for (let i = 0; i < 12; i++) {
+    g.fillStyle = `hsl(${(i * 47) % 360} 70% ${30 + (i % 4) * 12}%)`;
+    g.beginPath();
+    g.arc(((i * 73) % size) + 8, ((i * 131) % size) + 8, 6 + ((i * 17) % (size / 6)), 0, 2 * Math.PI);
+    g.fill();
+  }
+  g.fillStyle = '#000';
+  g.font = `${Math.round(size / 7)}px sans-serif`;
+  g.fillText('webformer', size * 0.08, size * 0.55);
+  images[key] = new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer());
+  return images[key].length;
+}
+
+/** A ViT on our CPU worker: files config.json, preprocessor_config.json, model.safetensors. */
+async function setupOursImage(key, folder, source) {
+  const w = await startOurs();
+  const info = await oursCall(w, { type: 'probe_backend', choice: 'cpu' });
+  const names = ['config.json', 'preprocessor_config.json', 'model.safetensors'];
+  const buffers = await Promise.all(names.map(async (n) => (await fetch(`${folder}${n}`)).arrayBuffer()));
+  const loaded = await oursCall(w, { type: 'load_model', source, names }, buffers);
+  state.ours[key] = w;
+  return { backend: info, model: loaded };
+}
+
+/** One image through our worker: classify_images, the PNG's bytes transferred. */
+async function runOursImage(key, image) {
+  const w = state.ours[key];
+  const bytes = images[image].slice().buffer; // a fresh copy to transfer, before the clock
+  const t0 = performance.now();
+  const r = await oursCall(w, { type: 'classify_images', names: [`${image}.png`], attentions: false }, [bytes]);
+  const ms = performance.now() - t0;
+  const x = r.results[0];
+  if (x.error) throw new Error(`ours: ${x.error}`);
+  return { ms, label: x.label, probs: Object.fromEntries(x.labels.map((l, i) => [l, x.probs[i]])) };
+}
+
+/** transformers.js's image-classification pipeline on OUT/onnx/model.onnx, 1 thread. */
+async function setupTjsImage(key, name) {
+  const { env, pipeline } = await import('/tjs/transformers.js');
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  env.localModelPath = '/onnx-models/';
+  env.useBrowserCache = false;
+  env.backends.onnx.wasm.wasmPaths = `${location.origin}/ort/`;
+  env.backends.onnx.wasm.numThreads = 1;
+  env.backends.onnx.wasm.proxy = false;
+  const classifier = await pipeline('image-classification', name, { device: 'wasm', dtype: 'fp32' });
+  state.tjsImage ??= {};
+  state.tjsImage[key] = classifier;
+  return { numThreads: env.backends.onnx.wasm.numThreads, version: env.version, crossOriginIsolated: self.crossOriginIsolated };
+}
+
+/** One image through transformers.js: the same PNG bytes as a Blob, every label's score. */
+async function runTjsImage(key, image) {
+  const blob = new Blob([images[image]], { type: 'image/png' }); // before the clock
+  const t0 = performance.now();
+  const out = await state.tjsImage[key](blob, { top_k: null });
+  const ms = performance.now() - t0;
+  return { ms, label: out[0].label, probs: Object.fromEntries(out.map((x) => [x.label, x.score])) };
+}
+
+window.bench = {
+  setupOurs, runOurs, pingOurs, setupTjs, runTjs, tjsTokens,
+  loadImage, makeImage, setupOursImage, runOursImage, setupTjsImage, runTjsImage,
+  ready: true,
+};

@@ -3,6 +3,12 @@
 # all-MiniLM-L6-v2 in headless Chromium, plus the download sizes. Prints markdown.
 #
 #   bench/browser/run.sh [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
+#   bench/browser/run.sh --vit [--runs N] [--no-base] [--dist DIR]
+#
+# --vit: the image rows instead (bench/browser/vit.mjs): our ViT vs transformers.js's
+# image-classification pipeline on ONNX exports of the same weights, per image: the site's
+# Fashion-MNIST ViT and (unless --no-base) a random-weight ViT-base/16 at 224 px, both
+# written by bench/browser/export_vit_onnx.py under .cache/bench (about 700 MB for the base).
 #
 # Set-up steps run only when their output is missing: dist/ (scripts/build-web.sh),
 # bench/browser/node_modules (npm ci --ignore-scripts, from this folder's own lock file),
@@ -26,15 +32,22 @@ if [ ! -d "$HERE/node_modules/@huggingface/transformers" ]; then
   echo "[run.sh] npm ci in bench/browser" >&2
   (cd "$HERE" && npm ci --ignore-scripts --no-audit --no-fund >&2)
 fi
-if [ ! -f .cache/bench/minilm-onnx/onnx/model.onnx ]; then
-  if [ ! -d .cache/bench/pylib/onnxruntime ]; then
-    echo "[run.sh] pip install onnx onnxruntime into .cache/bench/pylib" >&2
-    "$PY" -m pip install -q --target .cache/bench/pylib onnx onnxruntime >&2
-  fi
-  "$PY" "$HERE/export_onnx.py" >&2
+if [ ! -d .cache/bench/pylib/onnxruntime ]; then
+  echo "[run.sh] pip install onnx onnxruntime into .cache/bench/pylib" >&2
+  "$PY" -m pip install -q --target .cache/bench/pylib onnx onnxruntime >&2
 fi
 
 MACHINE="nproc $(nproc); uptime:$(uptime); $(/usr/bin/chromium --version 2>/dev/null | head -1)"
-node "$HERE/bench.mjs" "$@"
+if [[ " $* " == *" --vit "* ]]; then
+  "$PY" "$HERE/export_vit_onnx.py" --out .cache/bench/vit-fashion-onnx >&2
+  if [[ " $* " != *" --no-base "* ]]; then
+    "$PY" "$HERE/export_vit_onnx.py" --random-base .cache/bench/vit-base-random --out .cache/bench/vit-base-onnx >&2
+  fi
+  MACHINE="nproc $(nproc); uptime:$(uptime); $(/usr/bin/chromium --version 2>/dev/null | head -1)"
+  node "$HERE/vit.mjs" "$@"
+else
+  [ -f .cache/bench/minilm-onnx/onnx/model.onnx ] || "$PY" "$HERE/export_onnx.py" >&2
+  node "$HERE/bench.mjs" "$@"
+fi
 echo
 echo "Machine at the start: $MACHINE"
