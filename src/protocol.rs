@@ -158,6 +158,10 @@ pub struct ModelInfo {
     pub hidden: usize,
     /// The backend the model runs on, e.g. "WebGPU (…)" or "CPU (wasm SIMD)".
     pub backend: String,
+    /// The worker's wasm memory once the model is built, in bytes (a wasm memory never
+    /// shrinks, so this is also the most loading took); absent natively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// How far long work has come: `done` of `total` units of `stage`.

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::tensor::Metadata;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde::Deserialize;
 
 use super::EngineError;
@@ -38,12 +39,23 @@ impl Checkpoint {
 
     /// Adds every tensor of one safetensors file.
     pub fn add_safetensors(&mut self, file: &str, bytes: &[u8]) -> Result<(), EngineError> {
+        self.add_safetensors_from(file, &bytes)
+    }
+
+    /// Adds every tensor of one safetensors file read from `src` piece by piece: the header,
+    /// then each tensor's bytes straight into its f32 buffer. Loading thus holds the tensors
+    /// read so far plus one small buffer, never a second copy of the file (in the browser the
+    /// file stays in the JS heap).
+    pub fn add_safetensors_from(&mut self, file: &str, src: &dyn Bytes) -> Result<(), EngineError> {
         let ckpt_err = |reason: String| EngineError::Checkpoint {
             file: file.to_string(),
             reason,
         };
-        let st = SafeTensors::deserialize(bytes).map_err(|e| {
-            ckpt_err(if looks_like_pickle(bytes) {
+        let (header_len, metadata) = read_header(src).map_err(|e| {
+            let mut head = [0u8; 8];
+            let n = head.len().min(src.len());
+            src.read_into(0, &mut head[..n]);
+            ckpt_err(if looks_like_pickle(&head[..n]) {
                 "this is a PyTorch pickle file, not safetensors; pickle checkpoints cannot be loaded \
                  safely — convert it to model.safetensors"
                     .to_string()
@@ -51,26 +63,41 @@ impl Checkpoint {
                 format!("not a valid safetensors file ({e})")
             })
         })?;
-        for (name, view) in st.tensors() {
+        let start = N_LEN + header_len;
+        let mut scratch: Vec<u8> = Vec::new();
+        for name in metadata.offset_keys() {
+            let Some(info) = metadata.info(&name) else {
+                continue;
+            };
             let t_err = |reason: String| EngineError::Tensor {
                 file: file.to_string(),
                 tensor: name.clone(),
                 reason,
             };
-            let raw = view.data();
-            let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => raw
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => raw
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
+            let (begin, end) = (start + info.data_offsets.0, start + info.data_offsets.1);
+            let data: Vec<f32> = match info.dtype {
+                Dtype::F32 => {
+                    let mut data = vec![0f32; (end - begin) / 4];
+                    src.read_into(begin, f32_bytes_mut(&mut data));
+                    if cfg!(target_endian = "big") {
+                        for x in &mut data {
+                            *x = f32::from_bits(u32::from_le(x.to_bits()));
+                        }
+                    }
+                    data
+                }
+                Dtype::F16 | Dtype::BF16 => {
+                    scratch.resize(end - begin, 0);
+                    src.read_into(begin, &mut scratch);
+                    let half = scratch.chunks_exact(2);
+                    if info.dtype == Dtype::F16 {
+                        half.map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                            .collect()
+                    } else {
+                        half.map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                            .collect()
+                    }
+                }
                 // Integer buffers (e.g. BERT's `position_ids`) are not weights.
                 Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL => continue,
                 other => {
@@ -79,7 +106,7 @@ impl Checkpoint {
                     )))
                 }
             };
-            let shape = view.shape().to_vec();
+            let shape = info.shape.clone();
             self.tensors
                 .insert(name.clone(), (file.to_string(), TensorData { shape, data }));
         }
@@ -89,12 +116,20 @@ impl Checkpoint {
     /// From named file contents, as a folder or a file picker gives them: either one
     /// `*.safetensors`, or an index and all its shards.
     pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<Self, EngineError> {
+        let sources: Vec<(String, &dyn Bytes)> =
+            files.iter().map(|(n, b)| (n.clone(), b as &dyn Bytes)).collect();
+        Self::from_sources(&sources)
+    }
+
+    /// [`Checkpoint::from_files`] with contents that are read as needed ([`Bytes`]): the
+    /// index is read whole, the safetensors files tensor by tensor.
+    pub fn from_sources(files: &[(String, &dyn Bytes)]) -> Result<Self, EngineError> {
         let base = |n: &str| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string();
         if let Some((index_name, index_bytes)) =
             files.iter().find(|(n, _)| n.ends_with(".safetensors.index.json"))
         {
             let index: ShardIndex =
-                serde_json::from_slice(index_bytes).map_err(|e| EngineError::Checkpoint {
+                serde_json::from_slice(&index_bytes.to_vec()).map_err(|e| EngineError::Checkpoint {
                     file: index_name.clone(),
                     reason: format!("not a valid shard index ({e})"),
                 })?;
@@ -111,7 +146,7 @@ impl Checkpoint {
                             file: index_name.clone(),
                             reason: format!("lists shard {shard}, which is missing"),
                         })?;
-                ckpt.add_safetensors(name, bytes)?;
+                ckpt.add_safetensors_from(name, *bytes)?;
             }
             for (tensor, shard) in &index.weight_map {
                 if !ckpt.tensors.contains_key(tensor) && !tensor.ends_with("position_ids") {
@@ -135,7 +170,7 @@ impl Checkpoint {
         match st.as_slice() {
             [(name, bytes)] => {
                 let mut ckpt = Checkpoint::empty(name);
-                ckpt.add_safetensors(name, bytes)?;
+                ckpt.add_safetensors_from(name, *bytes)?;
                 Ok(ckpt)
             }
             [] => {
@@ -222,6 +257,101 @@ pub fn read_model_dir(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, EngineError>
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
+}
+
+/// File contents that can be read a range at a time: a byte slice natively, a JS buffer in
+/// the browser (so that a model's file need not be copied into the wasm memory whole).
+pub trait Bytes {
+    fn len(&self) -> usize;
+    /// Copies `out.len()` bytes from `offset` into `out`; the range is within `len()`.
+    fn read_into(&self, offset: usize, out: &mut [u8]);
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The whole contents, copied.
+    fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len()];
+        self.read_into(0, &mut v);
+        v
+    }
+    /// The whole contents, moved out where they already are a `Vec<u8>`.
+    fn into_vec(self: Box<Self>) -> Vec<u8> {
+        self.to_vec()
+    }
+}
+
+impl Bytes for &[u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn read_into(&self, offset: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self[offset..offset + out.len()]);
+    }
+}
+
+impl Bytes for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn read_into(&self, offset: usize, out: &mut [u8]) {
+        out.copy_from_slice(&self[offset..offset + out.len()]);
+    }
+    fn to_vec(&self) -> Vec<u8> {
+        self.clone()
+    }
+    fn into_vec(self: Box<Self>) -> Vec<u8> {
+        *self
+    }
+}
+
+const N_LEN: usize = 8;
+/// As in the safetensors crate: a longer header is refused before it is read.
+const MAX_HEADER_SIZE: u64 = 100_000_000;
+
+/// The header of a safetensors file: its length and the tensors it lists, checked as
+/// `SafeTensors::deserialize` checks the whole file (same errors), but reading only the
+/// header's bytes.
+fn read_header(src: &dyn Bytes) -> Result<(usize, Metadata), SafeTensorError> {
+    let total = src.len();
+    let mut head = [0u8; N_LEN];
+    let n = N_LEN.min(total);
+    src.read_into(0, &mut head[..n]);
+    if n < N_LEN {
+        return SafeTensors::read_metadata(&head[..n]);
+    }
+    // What `read_metadata` looks at: the length, and the header when the file holds it.
+    let declared = u64::from_le_bytes(head);
+    let want = usize::try_from(declared)
+        .ok()
+        .and_then(|d| d.checked_add(N_LEN))
+        .filter(|&w| w <= total && declared <= MAX_HEADER_SIZE)
+        .unwrap_or(N_LEN);
+    let mut header = vec![0u8; want];
+    src.read_into(0, &mut header);
+    match SafeTensors::read_metadata(&header) {
+        // Only the header was given, so a valid header with data reads as "incomplete":
+        // check the data's length against the file's instead.
+        Err(SafeTensorError::MetadataIncompleteBuffer) if want > N_LEN => {
+            let meta: Metadata = serde_json::from_slice(&header[N_LEN..])
+                .map_err(SafeTensorError::InvalidHeaderDeserialization)?;
+            if want + meta.data_len() != total {
+                return Err(SafeTensorError::MetadataIncompleteBuffer);
+            }
+            Ok((want - N_LEN, meta))
+        }
+        Ok((len, meta)) if want + meta.data_len() != total => {
+            let _ = len;
+            Err(SafeTensorError::MetadataIncompleteBuffer)
+        }
+        other => other,
+    }
+}
+
+/// The f32s' bytes, to be written in place (f32 has no invalid bit patterns).
+fn f32_bytes_mut(data: &mut [f32]) -> &mut [u8] {
+    // SAFETY: u8 has alignment 1, the length covers exactly the f32s' bytes, and every
+    // bit pattern is a valid f32.
+    unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
 }
 
 /// PyTorch's `torch.save` writes a zip (`PK\x03\x04`) or a raw pickle (`\x80` + protocol).

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::backend::{Backend, Result};
-use super::checkpoint::{read_model_dir, Checkpoint};
+use super::checkpoint::{read_model_dir, Bytes, Checkpoint};
 use super::config::{ConfigKind, ModelConfig};
 use super::encoder::Want;
 use super::image::{self, PreprocessorConfig};
@@ -39,18 +39,32 @@ impl<B: Backend> Pipeline<B> {
     /// `files`: (name or path, contents). Needs config.json and the weights; text models
     /// need tokenizer.json; image models use preprocessor_config.json when present.
     pub fn from_files(be: &B, files: &[(String, Vec<u8>)]) -> Result<Self> {
-        let find = |n: &str| files.iter().find(|(f, _)| base(f) == n);
+        let sources: Vec<(String, &dyn Bytes)> =
+            files.iter().map(|(n, b)| (n.clone(), b as &dyn Bytes)).collect();
+        Self::from_sources(be, &sources)
+    }
+
+    /// [`Pipeline::from_files`] with contents read as needed: the small files (config,
+    /// tokenizer, preprocessor) are copied whole, the weights tensor by tensor
+    /// ([`Checkpoint::from_sources`]).
+    pub fn from_sources(be: &B, files: &[(String, &dyn Bytes)]) -> Result<Self> {
+        let find = |n: &str| {
+            files
+                .iter()
+                .find(|(f, _)| base(f) == n)
+                .map(|(f, b)| (f, b.to_vec()))
+        };
         let (cfg_name, cfg_bytes) = find("config.json").ok_or_else(|| EngineError::Config {
             file: "config.json".into(),
             reason: "missing: a model needs its config.json".into(),
         })?;
-        let config = ModelConfig::from_json(cfg_name, cfg_bytes)?;
+        let config = ModelConfig::from_json(cfg_name, &cfg_bytes)?;
         let (tokenizer, preprocessor) = if config.architecture.is_vision() {
             let ConfigKind::Vit(vit) = &config.kind else {
                 unreachable!("vision configs are ViT")
             };
             let pre = match find("preprocessor_config.json") {
-                Some((name, bytes)) => PreprocessorConfig::from_json(name, bytes)?,
+                Some((name, bytes)) => PreprocessorConfig::from_json(name, &bytes)?,
                 // ViTImageProcessor's defaults, at the model's own resolution.
                 None => PreprocessorConfig::from_json(
                     "preprocessor_config.json (defaults)",
@@ -73,11 +87,11 @@ impl<B: Backend> Pipeline<B> {
                 reason: "missing: a text model needs its tokenizer.json".into(),
             })?;
             (
-                Some(TextTokenizer::from_bytes(name, bytes, config.max_positions())?),
+                Some(TextTokenizer::from_bytes(name, &bytes, config.max_positions())?),
                 None,
             )
         };
-        let checkpoint = Checkpoint::from_files(files)?;
+        let checkpoint = Checkpoint::from_sources(files)?;
         let model = Model::load(be, config, checkpoint)?;
         Ok(Self {
             model,

@@ -16,6 +16,7 @@ use crate::engine::backend::cpu::CpuBackend;
 #[cfg(feature = "webgpu")]
 use crate::engine::backend::webgpu::WgpuBackend;
 use crate::engine::backend::Backend;
+use crate::engine::checkpoint::Bytes;
 use crate::engine::dataset::CsvTable;
 use crate::engine::encoder::Want;
 use crate::engine::finetune::HeadMeta;
@@ -73,8 +74,8 @@ struct Loaded {
     engine: Engine,
     info: ModelInfo,
     /// The model's files, kept while it runs on the GPU so that it can be rebuilt on the
-    /// CPU if the GPU is lost.
-    files: Vec<(String, Vec<u8>)>,
+    /// CPU if the GPU is lost (in the browser: the JS buffers, outside the wasm memory).
+    files: Vec<(String, Box<dyn Bytes>)>,
 }
 
 /// Boxed: the two pipelines differ much in size.
@@ -82,6 +83,11 @@ enum Engine {
     Cpu(Box<Pipeline<CpuBackend>>),
     #[cfg(feature = "webgpu")]
     Gpu(Box<Pipeline<WgpuBackend>>),
+}
+
+/// Borrowed views of named files, as the engine reads them.
+fn sources(files: &[(String, Box<dyn Bytes>)]) -> Vec<(String, &dyn Bytes)> {
+    files.iter().map(|(n, b)| (n.clone(), b.as_ref())).collect()
 }
 
 fn error(e: impl ToString) -> Response {
@@ -118,15 +124,28 @@ impl Service {
     /// Handles one request. `files` are the buffers that came with it (`LoadModel`,
     /// `InspectCsv`, `ImportHead`).
     pub async fn handle(&mut self, request: Request, files: Vec<Vec<u8>>, ctx: &Ctx<'_>) -> Response {
-        match request {
+        let files = files.into_iter().map(|f| Box::new(f) as Box<dyn Bytes>).collect();
+        self.handle_sources(request, files, ctx).await
+    }
+
+    /// [`Service::handle`] with buffers that are read as needed: a model's weights are read
+    /// tensor by tensor (the worker passes the JS buffers, so the files are never copied
+    /// into the wasm memory whole); other requests' files are taken whole.
+    pub async fn handle_sources(
+        &mut self,
+        request: Request,
+        sources: Vec<Box<dyn Bytes>>,
+        ctx: &Ctx<'_>,
+    ) -> Response {
+        let files = match request {
             Request::LoadModel { source, names } => {
-                match self.build_model(source, names, files, ctx.progress).await {
+                return match self.build_model(source, names, sources, ctx.progress).await {
                     Ok(loaded) => self.install(loaded, ctx.progress),
                     Err(e) => e,
                 }
             }
             Request::BuildModel { source, names } => {
-                match self.build_model(source, names, files, ctx.progress).await {
+                return match self.build_model(source, names, sources, ctx.progress).await {
                     Ok(loaded) => {
                         let info = loaded.info.clone();
                         self.staged = Some(loaded);
@@ -135,6 +154,10 @@ impl Service {
                     Err(e) => e,
                 }
             }
+            _ => sources.into_iter().map(Bytes::into_vec).collect::<Vec<Vec<u8>>>(),
+        };
+        match request {
+            Request::LoadModel { .. } | Request::BuildModel { .. } => unreachable!("handled above"),
             Request::UseBuiltModel { keep } => match self.staged.take() {
                 None => error("no built model is waiting to be put in use"),
                 Some(loaded) if keep => self.install(loaded, ctx.progress),
@@ -192,7 +215,7 @@ impl Service {
         &mut self,
         source: String,
         names: Vec<String>,
-        files: Vec<Vec<u8>>,
+        files: Vec<Box<dyn Bytes>>,
         progress: &dyn Fn(Progress),
     ) -> Result<Loaded, Response> {
         if names.len() != files.len() {
@@ -202,7 +225,7 @@ impl Service {
                 files.len()
             )));
         }
-        let named: Vec<(String, Vec<u8>)> = names.into_iter().zip(files).collect();
+        let named: Vec<(String, Box<dyn Bytes>)> = names.into_iter().zip(files).collect();
         progress(Progress::stage("building the model", 0, 2));
         match self.build(&named, progress).await {
             Ok(engine) => {
@@ -222,6 +245,8 @@ impl Service {
                     heads: p.heads,
                     hidden: c.hidden_size(),
                     backend: self.backend_name(),
+                    // The worker fills it in (natively there is no one memory to measure).
+                    memory_bytes: None,
                 };
                 let files = if matches!(engine, Engine::Cpu(_)) {
                     Vec::new()
@@ -252,12 +277,14 @@ impl Service {
     /// not on the first click), or on the CPU without a GPU or when the GPU fails.
     async fn build(
         &mut self,
-        files: &[(String, Vec<u8>)],
+        files: &[(String, Box<dyn Bytes>)],
         progress: &dyn Fn(Progress),
     ) -> Result<Engine, EngineError> {
+        let files = sources(files);
+        let files = files.as_slice();
         #[cfg(feature = "webgpu")]
         if let Some(gpu) = &self.gpu {
-            let built = match Pipeline::from_files(gpu, files) {
+            let built = match Pipeline::from_sources(gpu, files) {
                 Ok(p) => {
                     progress(Progress::stage("compiling GPU kernels", 1, 2));
                     p.warm_up(gpu).await.map(|()| p)
@@ -275,7 +302,7 @@ impl Service {
             }
         }
         let _ = progress;
-        Pipeline::from_files(&self.cpu, files).map(|p| Engine::Cpu(Box::new(p)))
+        Pipeline::from_sources(&self.cpu, files).map(|p| Engine::Cpu(Box::new(p)))
     }
 
     /// Drops the GPU for good and tells the page why.
@@ -298,7 +325,7 @@ impl Service {
         }
         if let Some(m) = &mut self.model {
             if matches!(m.engine, Engine::Gpu(_)) {
-                m.engine = Engine::Cpu(Box::new(Pipeline::from_files(&self.cpu, &m.files)?));
+                m.engine = Engine::Cpu(Box::new(Pipeline::from_sources(&self.cpu, &sources(&m.files))?));
                 m.files = Vec::new();
                 m.info.backend = self.cpu.name();
             }

@@ -7,10 +7,11 @@ use super::models::{LoadProgress, LoadUi, ModelCatalogue};
 use super::worker_client::WorkerClient;
 use crate::protocol::{HeadInfo, ModelInfo, Progress, Request, Response};
 
-/// The status line once a model is in: what it is, where it runs, its labels.
+/// The status line once a model is in: what it is, where it runs, its labels, and how big
+/// the worker's memory is with it loaded.
 pub fn loaded_text(info: &ModelInfo) -> String {
     format!(
-        "Loaded {} ({} layers × {} heads, hidden {}) on {}{}",
+        "Loaded {} ({} layers × {} heads, hidden {}) on {}{}{}",
         info.architecture,
         info.layers,
         info.heads,
@@ -20,6 +21,11 @@ pub fn loaded_text(info: &ModelInfo) -> String {
             String::new()
         } else {
             format!(", labels: {}", info.labels.join(", "))
+        },
+        match info.memory_bytes {
+            // Decimal megabytes, as the model's download size is shown.
+            Some(b) => format!(" · worker memory {} MB", (b + 500_000) / 1_000_000),
+            None => String::new(),
         }
     )
 }

@@ -15,6 +15,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::engine::backend::webgpu::WgpuBackend;
+use crate::engine::checkpoint::Bytes;
 use crate::protocol::{BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, ToWorker};
 use crate::service::{Ctx, Service};
 
@@ -129,9 +130,13 @@ async fn handle(service: &mut Service, data: &JsValue, cancel: &Rc<Cell<bool>>) 
                 cancelled: &cancelled,
                 pause: &pause,
             };
-            service.handle(request, files, &ctx).await
+            service.handle_sources(request, files, &ctx).await
         }
     };
+    let mut response = response;
+    if let Response::ModelLoaded(info) = &mut response {
+        info.memory_bytes = Some(memory_bytes());
+    }
     post(id, response);
 }
 
@@ -155,9 +160,34 @@ async fn choose_backend(service: &mut Service, choice: BackendChoice) -> Respons
     }
 }
 
+/// The size of this worker's wasm memory. It grows as needed and never shrinks, so after a
+/// model loads it is the most memory the worker has needed so far.
+fn memory_bytes() -> u64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
+    buffer.byte_length() as u64
+}
+
+/// A file that came with a message stays a JS buffer: the service reads what it needs from
+/// it (a model's weights tensor by tensor) instead of copying it into the wasm memory whole.
+struct JsBytes(js_sys::Uint8Array);
+
+impl Bytes for JsBytes {
+    fn len(&self) -> usize {
+        self.0.length() as usize
+    }
+    fn read_into(&self, offset: usize, out: &mut [u8]) {
+        let end = offset + out.len();
+        self.0.subarray(offset as u32, end as u32).copy_to(out);
+    }
+    fn to_vec(&self) -> Vec<u8> {
+        self.0.to_vec()
+    }
+}
+
 /// A message is the request's JSON text, or `{json, buffers}` when file contents travel
 /// with it (as transferred `ArrayBuffer`s, so they are not copied).
-fn unpack(data: &JsValue) -> Option<(String, Vec<Vec<u8>>)> {
+fn unpack(data: &JsValue) -> Option<(String, Vec<Box<dyn Bytes>>)> {
     if let Some(text) = data.as_string() {
         return Some((text, Vec::new()));
     }
@@ -168,7 +198,7 @@ fn unpack(data: &JsValue) -> Option<(String, Vec<Vec<u8>>)> {
         .ok()?;
     let files = buffers
         .iter()
-        .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+        .map(|b| Box::new(JsBytes(js_sys::Uint8Array::new(&b))) as Box<dyn Bytes>)
         .collect();
     Some((json, files))
 }
