@@ -133,7 +133,7 @@ async function main() {
     for (const r of rows) {
       const cell = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))})`;
       out.push(`| ${r.m.label} | ${r.m.image.what} (${r.bytes} B) | ${cell(r.times.ours)} | ${cell(r.times.tjs)} | ` +
-        `${(median(r.times.ours) / median(r.times.tjs)).toFixed(2)}× | ${r.a.label} / ${r.b.label} (${r.labels} labels) | ${r.dprob.toExponential(1)} |`);
+        `${(median(r.times.ours) / median(r.times.tjs)).toFixed(2)}× | ${r.a.label} ${r.a.probs[r.a.label].toFixed(4)} / ${r.b.label} ${r.b.probs[r.b.label].toFixed(4)} (${r.labels} labels) | ${r.dprob.toExponential(1)} |`);
     }
     out.push('');
     out.push(`Ours runs in its web worker, so its times include a message round trip (a ping's, no model work: median ${rows.map((r) => `${r.ping.toFixed(2)} ms`).join(' / ')}); ` +
