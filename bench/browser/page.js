@@ -121,27 +121,36 @@ async function loadImage(key, url) {
   return images[key].length;
 }
 
-/** Draws a deterministic colour test card of `size`×`size` and keeps it as PNG bytes. */
-async function makeImage(key, size) {
-  const c = new OffscreenCanvas(size, size);
+/** Draws a deterministic colour test card of `width`×`height` (default square) and keeps it
+ * as PNG bytes. */
+async function makeImage(key, width, height = width) {
+  const c = new OffscreenCanvas(width, height);
   const g = c.getContext('2d');
-  const grad = g.createLinearGradient(0, 0, size, size);
+  const size = Math.min(width, height);
+  const grad = g.createLinearGradient(0, 0, width, height);
   grad.addColorStop(0, '#1b4f8a');
   grad.addColorStop(0.5, '#e8c547');
   grad.addColorStop(1, '#b5342b');
   g.fillStyle = grad;
-  g.fillRect(0, 0, size, size);
+  g.fillRect(0, 0, width, height);
   for (let i = 0; i < 12; i++) {
     g.fillStyle = `hsl(${(i * 47) % 360} 70% ${30 + (i % 4) * 12}%)`;
     g.beginPath();
-    g.arc(((i * 73) % size) + 8, ((i * 131) % size) + 8, 6 + ((i * 17) % (size / 6)), 0, 2 * Math.PI);
+    g.arc(((i * 73) % width) + 8, ((i * 131) % height) + 8, 6 + ((i * 17) % (size / 6)), 0, 2 * Math.PI);
     g.fill();
   }
   g.fillStyle = '#000';
   g.font = `${Math.round(size / 7)}px sans-serif`;
-  g.fillText('webformer', size * 0.08, size * 0.55);
+  g.fillText('webformer', width * 0.08, height * 0.55);
   images[key] = new Uint8Array(await (await c.convertToBlob({ type: 'image/png' })).arrayBuffer());
   return images[key].length;
+}
+
+/** An image's bytes as base64 (for vit.mjs --save-images). */
+function imageBase64(key) {
+  let bin = '';
+  for (const b of images[key]) bin += String.fromCharCode(b);
+  return btoa(bin);
 }
 
 /** A ViT on our CPU worker: files config.json, preprocessor_config.json, model.safetensors. */
@@ -194,6 +203,6 @@ async function runTjsImage(key, image) {
 
 window.bench = {
   setupOurs, runOurs, pingOurs, setupTjs, runTjs, tjsTokens,
-  loadImage, makeImage, setupOursImage, runOursImage, setupTjsImage, runTjsImage,
+  loadImage, makeImage, imageBase64, setupOursImage, runOursImage, setupTjsImage, runTjsImage,
   ready: true,
 };

@@ -44,7 +44,11 @@ if [[ " $* " == *" --vit "* ]]; then
     "$PY" "$HERE/export_vit_onnx.py" --random-base .cache/bench/vit-base-random --out .cache/bench/vit-base-onnx >&2
   fi
   MACHINE="nproc $(nproc); uptime:$(uptime); $(/usr/bin/chromium --version 2>/dev/null | head -1)"
-  node "$HERE/vit.mjs" "$@"
+  rm -rf .cache/bench/vit-images
+  node "$HERE/vit.mjs" --save-images .cache/bench/vit-images "$@"
+  echo
+  echo "Against the reference, PyTorch + PIL on the same PNGs (bench/browser/vit_reference.py):"
+  "$PY" "$HERE/vit_reference.py" .cache/bench/vit-images 2>/dev/null
 else
   [ -f .cache/bench/minilm-onnx/onnx/model.onnx ] || "$PY" "$HERE/export_onnx.py" >&2
   node "$HERE/bench.mjs" "$@"

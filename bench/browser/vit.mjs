@@ -4,14 +4,15 @@
 // --vit`, which makes the exports (export_vit_onnx.py); prints markdown to stdout, progress
 // to stderr.
 //
-//   node bench/browser/vit.mjs [--runs N] [--no-base] [--dist DIR]
+//   node bench/browser/vit.mjs [--runs N] [--no-base] [--dist DIR] [--save-images DIR]
 //
 // Models: the offline ViT the site ships (tests/fixtures/vit-fashion-mnist, 28 px) and,
 // unless --no-base, a ViT-base/16 at 224 px with random weights (.cache/bench/vit-base-random,
-// written at bench time). Per image: both sides get the same PNG bytes and answer every
+// written at bench time; timed on a 224×224 image and on a 640×480 one that both sides
+// resize). Per image: both sides get the same PNG bytes and answer every
 // label's probability (decode, resize, rescale + normalise, forward, softmax all timed).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,7 @@ const opt = (name, dflt) => {
 const RUNS = Number(opt('--runs', 9));
 const DIST = opt('--dist', join(ROOT, 'dist'));
 const BASE = !args.includes('--no-base');
+const SAVE = opt('--save-images', null); // writes each image's PNG and both sides' answers there
 const log = (...a) => console.error('[vit]', ...a);
 
 const MODELS = [
@@ -37,7 +39,7 @@ const MODELS = [
     ours: '/vit/fashion/',
     weights: join(ROOT, 'tests/fixtures/vit-fashion-mnist/model.safetensors'),
     onnx: join(ROOT, '.cache/bench/vit-fashion-onnx/onnx/model.onnx'),
-    image: { key: 'sample0', url: '/vit/fashion/sample-0.png', what: 'tests/fixtures/vit-fashion-mnist/sample-0.png, 28×28 grey PNG' },
+    images: [{ key: 'sample0', url: '/vit/fashion/sample-0.png', what: 'tests/fixtures/vit-fashion-mnist/sample-0.png, 28×28 grey PNG' }],
   },
   {
     key: 'base',
@@ -45,7 +47,10 @@ const MODELS = [
     ours: '/vit/base/',
     weights: join(ROOT, '.cache/bench/vit-base-random/model.safetensors'),
     onnx: join(ROOT, '.cache/bench/vit-base-onnx/onnx/model.onnx'),
-    image: { key: 'card224', size: 224, what: 'a 224×224 colour test card drawn in the page, PNG' },
+    images: [
+      { key: 'card224', size: [224, 224], what: 'a 224×224 colour test card drawn in the page, PNG' },
+      { key: 'card640', size: [640, 480], what: 'the test card at 640×480 (resized to 224×224 on both sides), PNG' },
+    ],
   },
 ].filter((m) => BASE || m.key !== 'base');
 
@@ -86,35 +91,42 @@ async function main() {
       tjsVersion = tjs.version;
       log('transformers.js:', JSON.stringify(tjs));
       if (tjs.numThreads !== 1) throw new Error(`transformers.js has numThreads ${tjs.numThreads}`);
-      const bytes = m.image.url
-        ? await page.evaluate(([k, u]) => window.bench.loadImage(k, u), [m.image.key, m.image.url])
-        : await page.evaluate(([k, n]) => window.bench.makeImage(k, n), [m.image.key, m.image.size]);
-      const sides = [
-        { name: 'ours', run: () => page.evaluate(([k, i]) => window.bench.runOursImage(k, i), [m.key, m.image.key]) },
-        { name: 'tjs', run: () => page.evaluate(([k, i]) => window.bench.runTjsImage(k, i), [m.key, m.image.key]) },
-      ];
+      for (const image of m.images) {
+        const bytes = image.url
+          ? await page.evaluate(([k, u]) => window.bench.loadImage(k, u), [image.key, image.url])
+          : await page.evaluate(([k, [w, h]]) => window.bench.makeImage(k, w, h), [image.key, image.size]);
+        const sides = [
+          { name: 'ours', run: () => page.evaluate(([k, i]) => window.bench.runOursImage(k, i), [m.key, image.key]) },
+          { name: 'tjs', run: () => page.evaluate(([k, i]) => window.bench.runTjsImage(k, i), [m.key, image.key]) },
+        ];
 
-      // Agreement, on the first answers.
-      const a = await sides[0].run();
-      const b = await sides[1].run();
-      const labels = Object.keys(a.probs);
-      if (labels.length !== Object.keys(b.probs).length || labels.some((l) => !(l in b.probs))) {
-        throw new Error(`the label sets differ: ${labels} / ${Object.keys(b.probs)}`);
-      }
-      const dprob = Math.max(...labels.map((l) => Math.abs(a.probs[l] - b.probs[l])));
-      log(`${m.key}: top-1 ours ${a.label} (${a.probs[a.label].toFixed(4)}), tjs ${b.label} (${b.probs[b.label].toFixed(4)}); max |Δprob| ${dprob.toExponential(2)}`);
+        // Agreement, on the first answers.
+        const a = await sides[0].run();
+        const b = await sides[1].run();
+        const labels = Object.keys(a.probs);
+        if (labels.length !== Object.keys(b.probs).length || labels.some((l) => !(l in b.probs))) {
+          throw new Error(`the label sets differ: ${labels} / ${Object.keys(b.probs)}`);
+        }
+        const dprob = Math.max(...labels.map((l) => Math.abs(a.probs[l] - b.probs[l])));
+        log(`${m.key}/${image.key}: top-1 ours ${a.label} (${a.probs[a.label].toFixed(4)}), tjs ${b.label} (${b.probs[b.label].toFixed(4)}); max |Δprob| ${dprob.toExponential(2)}`);
 
-      log(`${m.key}: warm-up …`);
-      for (let r = 0; r < 5; r++) for (const s of sides) await s.run();
-      await new Promise((ok) => setTimeout(ok, 2000));
-      const times = { ours: [], tjs: [] };
-      for (let r = 0; r < RUNS; r++) {
-        for (const s of r % 2 ? [...sides].reverse() : sides) times[s.name].push((await s.run()).ms);
+        if (SAVE) {
+          mkdirSync(SAVE, { recursive: true });
+          writeFileSync(join(SAVE, `${image.key}.png`), Buffer.from(await page.evaluate((k) => window.bench.imageBase64(k), image.key), 'base64'));
+          writeFileSync(join(SAVE, `${image.key}.json`), JSON.stringify({ model: m.key, ours: a.probs, tjs: b.probs }, null, 1));
+        }
+        log(`${m.key}/${image.key}: warm-up …`);
+        for (let r = 0; r < 5; r++) for (const s of sides) await s.run();
+        await new Promise((ok) => setTimeout(ok, 2000));
+        const times = { ours: [], tjs: [] };
+        for (let r = 0; r < RUNS; r++) {
+          for (const s of r % 2 ? [...sides].reverse() : sides) times[s.name].push((await s.run()).ms);
+        }
+        log(`${m.key}/${image.key}: ours ${fmt(median(times.ours))} ms, tjs ${fmt(median(times.tjs))} ms`);
+        const pings = [];
+        for (let r = 0; r < 21; r++) pings.push(await page.evaluate((k) => window.bench.pingOurs(k), m.key));
+        rows.push({ m, image, times, a, b, dprob, bytes, labels: labels.length, ping: median(pings) });
       }
-      log(`${m.key}: ours ${fmt(median(times.ours))} ms, tjs ${fmt(median(times.tjs))} ms`);
-      const pings = [];
-      for (let r = 0; r < 21; r++) pings.push(await page.evaluate((k) => window.bench.pingOurs(k), m.key));
-      rows.push({ m, times, a, b, dprob, bytes, labels: labels.length, ping: median(pings) });
     }
 
     const load = loadavg().map((x) => x.toFixed(2)).join(', ');
@@ -123,8 +135,8 @@ async function main() {
     out.push('');
     out.push(`Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${load} (at the end of the run); ${version}, headless.`);
     out.push(`transformers.js ${tjsVersion}, onnxruntime-web ${pkgVersion('onnxruntime-web')}, fp32 ONNX export of the same weights (bench/browser/export_vit_onnx.py).`);
-    out.push(`ms: median (minimum) of ${RUNS} runs per model after 5 warm-up rounds, the two sides interleaved run by run (order alternating), one page, 1 thread each; ratio of the medians. ` +
-      'Timed, both sides, from the same PNG bytes to every label\'s probability: decode, resize to the model\'s size (a no-op size here: the images are at it), rescale + normalise, forward, softmax. ' +
+    out.push(`ms: median (minimum) of ${RUNS} runs per model and image after 5 warm-up rounds, the two sides interleaved run by run (order alternating), one page, 1 thread each; ratio of the medians. ` +
+      'Timed, both sides, from the same PNG bytes to every label\'s probability: decode, resize to the model\'s size (a no-op size where the image is at it; both code paths run), rescale + normalise, forward, softmax. ' +
       'Ours: the worker round trip of classify_images (the bytes transferred, JSON answer). ' +
       'transformers.js: pipeline(\'image-classification\') called with a Blob of the bytes, top_k: null. Copying the bytes / making the Blob happens before the clock.');
     out.push('');
@@ -132,7 +144,7 @@ async function main() {
     out.push('|---|---|--:|--:|--:|---|--:|');
     for (const r of rows) {
       const cell = (xs) => `${fmt(median(xs))} (${fmt(Math.min(...xs))})`;
-      out.push(`| ${r.m.label} | ${r.m.image.what} (${r.bytes} B) | ${cell(r.times.ours)} | ${cell(r.times.tjs)} | ` +
+      out.push(`| ${r.m.label} | ${r.image.what} (${r.bytes} B) | ${cell(r.times.ours)} | ${cell(r.times.tjs)} | ` +
         `${(median(r.times.ours) / median(r.times.tjs)).toFixed(2)}× | ${r.a.label} ${r.a.probs[r.a.label].toFixed(4)} / ${r.b.label} ${r.b.probs[r.b.label].toFixed(4)} (${r.labels} labels) | ${r.dprob.toExponential(1)} |`);
     }
     out.push('');
@@ -141,7 +153,7 @@ async function main() {
     out.push('');
     out.push('| weights (fp32) | ours: model.safetensors | tjs: onnx/model.onnx |');
     out.push('|---|--:|--:|');
-    for (const r of rows) out.push(`| ${r.m.key} | ${(statSync(r.m.weights).size / 1e6).toFixed(1)} MB | ${(statSync(r.m.onnx).size / 1e6).toFixed(1)} MB |`);
+    for (const m of MODELS) out.push(`| ${m.key} | ${(statSync(m.weights).size / 1e6).toFixed(1)} MB | ${(statSync(m.onnx).size / 1e6).toFixed(1)} MB |`);
     const missing = server.log.filter((e) => e.status === 404).map((e) => e.path);
     if (missing.length) out.push(`\nNot found (404) during the run: ${[...new Set(missing)].join(', ')}.`);
     out.push('');
