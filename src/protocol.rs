@@ -4,7 +4,9 @@
 //! [`FromWorker`] carrying the same `id`, after any number of [`Response::Progress`] with
 //! that id. Id 0 is the worker speaking on its own: `Pong` when it is ready, `Backend` when
 //! the backend changed (a lost GPU). Both travel as JSON strings through `postMessage`, which keeps
-//! them readable in the devtools and identical in native tests.
+//! them readable in the devtools and identical in native tests. Attention maps are the one
+//! bulky part: they travel as base64 of their f32 bytes ([`attention_maps`]), not as JSON
+//! numbers.
 
 use serde::{Deserialize, Serialize};
 
@@ -225,6 +227,7 @@ pub struct ImageResult {
     pub labels: Vec<String>,
     pub probs: Vec<f32>,
     /// `[layer][head][query][key]` over the CLS token and the patches, when asked for.
+    #[serde(default, with = "attention_maps")]
     pub attentions: Option<Vec<Vec<Vec<Vec<f32>>>>>,
     /// Set (and the rest empty) when this file is not a usable image.
     pub error: Option<String>,
@@ -265,6 +268,7 @@ pub struct TextResult {
     /// The trained head's answer, where there is a head and the model has its own classifier.
     pub head: Option<HeadResult>,
     /// `[layer][head][query][key]`, when asked for.
+    #[serde(default, with = "attention_maps")]
     pub attentions: Option<Vec<Vec<Vec<Vec<f32>>>>>,
 }
 
@@ -311,5 +315,88 @@ impl FromWorker {
     }
     pub fn from_json(s: &str) -> Result<Self, String> {
         serde_json::from_str(s).map_err(|e| format!("malformed answer from the worker: {e}"))
+    }
+}
+
+/// Attention maps on the wire: `{"shape": [layers, heads, queries, keys], "f32le": base64}`.
+/// As JSON numbers, 12 layers × 12 heads × 128 tokens are ~28 MB of text whose parsing took
+/// the page 250-450 ms; as base64 they are 12.6 MB that decode in a few ms, bit-exact.
+pub mod attention_maps {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Maps = Vec<Vec<Vec<Vec<f32>>>>;
+
+    #[derive(Serialize, Deserialize)]
+    struct Packed {
+        shape: [usize; 4],
+        f32le: String,
+    }
+
+    pub fn serialize<S: Serializer>(maps: &Option<Maps>, s: S) -> Result<S::Ok, S::Error> {
+        let Some(maps) = maps else {
+            return s.serialize_none();
+        };
+        let layers = maps.len();
+        let heads = maps.first().map_or(0, Vec::len);
+        let queries = maps.first().and_then(|l| l.first()).map_or(0, Vec::len);
+        let keys = maps
+            .first()
+            .and_then(|l| l.first())
+            .and_then(|h| h.first())
+            .map_or(0, Vec::len);
+        let mut bytes = Vec::with_capacity(layers * heads * queries * keys * 4);
+        for (l, layer) in maps.iter().enumerate() {
+            for (h, head) in layer.iter().enumerate() {
+                if layer.len() != heads || head.len() != queries || head.iter().any(|r| r.len() != keys) {
+                    return Err(S::Error::custom(format!(
+                        "attention maps are not rectangular (layer {l}, head {h})"
+                    )));
+                }
+                for row in head {
+                    bytes.extend(row.iter().flat_map(|x| x.to_le_bytes()));
+                }
+            }
+        }
+        Some(Packed {
+            shape: [layers, heads, queries, keys],
+            f32le: STANDARD.encode(bytes),
+        })
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Maps>, D::Error> {
+        let Some(Packed { shape, f32le }) = Option::<Packed>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let bytes = STANDARD.decode(f32le).map_err(D::Error::custom)?;
+        let [layers, heads, queries, keys] = shape;
+        let n = layers
+            .checked_mul(heads)
+            .and_then(|x| x.checked_mul(queries))
+            .and_then(|x| x.checked_mul(keys))
+            .and_then(|x| x.checked_mul(4));
+        if n != Some(bytes.len()) {
+            return Err(D::Error::custom(format!(
+                "attention maps of shape {shape:?} need {n:?} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let mut values = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let mut next = |len: usize| -> Vec<f32> { values.by_ref().take(len).collect() };
+        Ok(Some(
+            (0..layers)
+                .map(|_| {
+                    (0..heads)
+                        .map(|_| (0..queries).map(|_| next(keys)).collect())
+                        .collect()
+                })
+                .collect(),
+        ))
     }
 }

@@ -1,6 +1,8 @@
 //! The page/worker protocol and the service behind it, as the worker runs them.
 
-use webformer::protocol::{BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, ToWorker};
+use webformer::protocol::{
+    BackendChoice, BackendInfo, BackendKind, FromWorker, Request, Response, TextResult, ToWorker,
+};
 use webformer::service::{Ctx, Service};
 
 /// What the worker does with one request (no files, progress ignored).
@@ -168,4 +170,80 @@ fn a_loaded_text_model_brings_its_tokenizer() {
     let want: Vec<u32> = own.iter().map(|t| t.id).collect();
     assert_ne!(want, demo, "the fixture's tokenizer differs from the demo's");
     assert_eq!(ids(&mut service), want);
+}
+
+#[test]
+fn attention_maps_cross_as_base64_bit_exact() {
+    // [2 layers][3 heads][4 queries][5 keys] of awkward values: every bit must survive.
+    let mut x = 0.1f32;
+    let maps: Vec<Vec<Vec<Vec<f32>>>> = (0..2)
+        .map(|_| {
+            (0..3)
+                .map(|_| {
+                    (0..4)
+                        .map(|_| {
+                            (0..5)
+                                .map(|_| {
+                                    x = (x * 1.618_034 + 0.007).fract() + f32::EPSILON;
+                                    x / 3.0
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let msg = FromWorker {
+        id: 3,
+        response: Response::TextResults {
+            results: vec![TextResult {
+                text: "t".into(),
+                tokens: Vec::new(),
+                label: "a".into(),
+                labels: vec!["a".into()],
+                probs: vec![1.0],
+                head: None,
+                attentions: Some(maps.clone()),
+            }],
+        },
+    };
+    let json = msg.to_json();
+    assert!(json.contains(r#""shape":[2,3,4,5]"#), "{json}");
+    let back = FromWorker::from_json(&json).unwrap();
+    let Response::TextResults { results } = back.response else {
+        panic!("not text results")
+    };
+    let got = results[0].attentions.as_ref().unwrap();
+    let bits = |m: &Vec<Vec<Vec<Vec<f32>>>>| -> Vec<u32> {
+        m.iter()
+            .flatten()
+            .flatten()
+            .flatten()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    assert_eq!(bits(got), bits(&maps));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].len(), 3);
+    assert_eq!(got[1][2].len(), 4);
+    assert_eq!(got[1][2][3].len(), 5);
+
+    // No maps stay no maps; a shape that does not match the bytes is refused with a reason.
+    let none = FromWorker {
+        id: 4,
+        response: Response::TextResults {
+            results: vec![TextResult {
+                attentions: None,
+                ..match &msg.response {
+                    Response::TextResults { results } => results[0].clone(),
+                    _ => unreachable!(),
+                }
+            }],
+        },
+    };
+    assert_eq!(FromWorker::from_json(&none.to_json()).unwrap(), none);
+    let bad = json.replace(r#""shape":[2,3,4,5]"#, r#""shape":[2,3,4,6]"#);
+    let err = FromWorker::from_json(&bad).unwrap_err();
+    assert!(err.contains("need Some(576) bytes, got 480"), "{err}");
 }

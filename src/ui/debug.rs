@@ -15,6 +15,18 @@ pub fn enabled() -> bool {
         .is_some_and(|s| s.trim_start_matches('?').split('&').any(|kv| kv == "debug"))
 }
 
+/// The answer as JSON with the attention maps as nested arrays (on the wire they are base64,
+/// see `protocol::attention_maps`), which is what a console user or a test wants to read.
+fn readable(r: &Response) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let (Response::TextResults { results }, Some(out)) = (r, v["results"].as_array_mut()) {
+        for (o, r) in out.iter_mut().zip(results) {
+            o["attentions"] = serde_json::to_value(&r.attentions).unwrap_or_default();
+        }
+    }
+    v.to_string()
+}
+
 /// Installs `window.webformer.classify(texts, options)`.
 pub fn install(client: WorkerClient) {
     let classify = Closure::<dyn Fn(JsValue, JsValue) -> js_sys::Promise>::new(
@@ -31,9 +43,7 @@ pub fn install(client: WorkerClient) {
                     .filter_map(|t| t.as_string())
                     .collect();
                 match client.call(Request::ClassifyText { texts, attentions }).await {
-                    Ok(r @ Response::TextResults { .. }) => {
-                        Ok(JsValue::from_str(&serde_json::to_string(&r).unwrap_or_default()))
-                    }
+                    Ok(r @ Response::TextResults { .. }) => Ok(JsValue::from_str(&readable(&r))),
                     Ok(other) => Err(JsValue::from_str(&format!("unexpected answer: {other:?}"))),
                     Err(message) => Err(JsValue::from_str(&message)),
                 }
