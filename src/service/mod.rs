@@ -137,15 +137,15 @@ impl Service {
         sources: Vec<Box<dyn Bytes>>,
         ctx: &Ctx<'_>,
     ) -> Response {
-        let files = match request {
+        match request {
             Request::LoadModel { source, names } => {
-                return match self.build_model(source, names, sources, ctx.progress).await {
+                match self.build_model(source, names, sources, ctx.progress).await {
                     Ok(loaded) => self.install(loaded, ctx.progress),
                     Err(e) => e,
                 }
             }
             Request::BuildModel { source, names } => {
-                return match self.build_model(source, names, sources, ctx.progress).await {
+                match self.build_model(source, names, sources, ctx.progress).await {
                     Ok(loaded) => {
                         let info = loaded.info.clone();
                         self.staged = Some(loaded);
@@ -154,10 +154,6 @@ impl Service {
                     Err(e) => e,
                 }
             }
-            _ => sources.into_iter().map(Bytes::into_vec).collect::<Vec<Vec<u8>>>(),
-        };
-        match request {
-            Request::LoadModel { .. } | Request::BuildModel { .. } => unreachable!("handled above"),
             Request::UseBuiltModel { keep } => match self.staged.take() {
                 None => error("no built model is waiting to be put in use"),
                 Some(loaded) if keep => self.install(loaded, ctx.progress),
@@ -166,9 +162,9 @@ impl Service {
             },
             Request::ClassifyText { texts, attentions } => self.classify_text(texts, attentions).await,
             Request::ClassifyImages { names, attentions } => {
-                self.classify_images(names, files, attentions).await
+                self.classify_images(names, whole(sources), attentions).await
             }
-            Request::InspectCsv { name } => self.inspect_csv(name, files),
+            Request::InspectCsv { name } => self.inspect_csv(name, whole(sources)),
             Request::Train {
                 text_col,
                 label_col,
@@ -176,7 +172,7 @@ impl Service {
             } => self.train(text_col, label_col, config, ctx).await,
             Request::CancelTraining => Response::Done,
             Request::ExportHead => self.export_head(),
-            Request::ImportHead { name } => self.import_head(name, files),
+            Request::ImportHead { name } => self.import_head(name, whole(sources)),
             Request::Ping => Response::Pong {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
@@ -186,9 +182,12 @@ impl Service {
                 classes,
                 names,
                 config,
-            } => self.train_images(classes, names, files, config, ctx).await,
+            } => {
+                self.train_images(classes, names, whole(sources), config, ctx)
+                    .await
+            }
             Request::ExportImageHead => self.export_image_head(),
-            Request::ImportImageHead { name } => self.import_image_head(name, files),
+            Request::ImportImageHead { name } => self.import_image_head(name, whole(sources)),
             Request::LoadTokenizer { source, json } => {
                 match TextTokenizer::from_bytes(&source, json.as_bytes(), None) {
                     Ok(tok) => {
@@ -448,4 +447,9 @@ impl Engine {
 struct PipelineInfo<'a> {
     config: &'a crate::engine::config::ModelConfig,
     heads: usize,
+}
+
+/// A request's files, read whole: every request but a model load takes them so.
+fn whole(sources: Vec<Box<dyn Bytes>>) -> Vec<Vec<u8>> {
+    sources.into_iter().map(Bytes::into_vec).collect()
 }
