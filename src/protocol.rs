@@ -113,6 +113,10 @@ pub enum Request {
 pub enum Response {
     Pong {
         version: String,
+        /// The CPU path this build runs ([`crate::engine::backend::cpu::KERNELS`]): the page
+        /// starts one of two worker builds and shows what the worker says it is.
+        #[serde(default)]
+        kernels: String,
     },
     Backend(BackendInfo),
     TokenizerLoaded {
@@ -291,11 +295,16 @@ pub struct BackendInfo {
 
 impl BackendInfo {
     pub fn label(&self) -> String {
+        self.label_with("wasm SIMD")
+    }
+
+    /// The label with the CPU path named `cpu` (the page knows which worker build it started).
+    pub fn label_with(&self, cpu: &str) -> String {
         match (self.kind, &self.adapter, &self.reason) {
             (BackendKind::Webgpu, Some(a), _) => format!("WebGPU: {a}"),
             (BackendKind::Webgpu, None, _) => "WebGPU".to_string(),
-            (BackendKind::Cpu, _, Some(r)) => format!("CPU (wasm SIMD) — {r}"),
-            (BackendKind::Cpu, _, None) => "CPU (wasm SIMD)".to_string(),
+            (BackendKind::Cpu, _, Some(r)) => format!("CPU ({cpu}) — {r}"),
+            (BackendKind::Cpu, _, None) => format!("CPU ({cpu})"),
         }
     }
 }

@@ -3,10 +3,13 @@
 // the ONNX export and node_modules; prints markdown to stdout, progress to stderr.
 //
 //   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
-//                                [--dist DIR] [--base DIR]
+//                                [--dist DIR] [--base DIR] [--kernels K] [--base-kernels K]
 //
 // --dist DIR: our site to time (default dist/). --base DIR: a second build of our site
 // (e.g. before a change), timed in the same run on its own page, interleaved with the others.
+// --kernels / --base-kernels auto|simd128|relaxed: which worker build each side starts (auto,
+// the default, chooses as the app does: relaxed SIMD's FMA build where it validates).
+// `--base-kernels simd128` without --base times our own dist's two worker builds side by side.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -33,7 +36,9 @@ const sopt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const DIST = sopt('--dist', join(ROOT, 'dist'));
-const BASE = sopt('--base', null);
+const BASE_KERNELS = sopt('--base-kernels', null);
+const BASE = sopt('--base', BASE_KERNELS ? DIST : null);
+const KERNELS = sopt('--kernels', 'auto');
 const log = (...a) => console.error('[bench]', ...a);
 
 // Words that the BERT uncased vocabulary holds whole: N - 2 of them make N tokens with
@@ -89,15 +94,17 @@ async function main() {
   try {
     const main = await openPage(browser.context, plain.url);
     log('loading ours (cpu) and transformers.js (1 thread) …');
-    const ours = await main.evaluate(() => window.bench.setupOurs('cpu', 'cpu'));
-    log('ours:', JSON.stringify(ours.backend), ours.model.backend ?? '');
+    const ours = await main.evaluate((k) => window.bench.setupOurs('cpu', 'cpu', k), KERNELS);
+    log('ours:', JSON.stringify(ours.backend), ours.model.backend ?? '', 'kernels:', ours.kernels);
     const tjs1 = await main.evaluate(() => window.bench.setupTjs(1));
     log('transformers.js:', JSON.stringify(tjs1));
     let basePage = null;
+    let baseKernels = null;
     if (baseServer) {
       basePage = await openPage(browser.context, baseServer.url);
-      const b = await basePage.evaluate(() => window.bench.setupOurs('cpu', 'cpu'));
-      log('base (--base):', JSON.stringify(b.backend));
+      const b = await basePage.evaluate((k) => window.bench.setupOurs('cpu', 'cpu', k), BASE_KERNELS ?? 'auto');
+      log('base (--base):', JSON.stringify(b.backend), 'kernels:', b.kernels);
+      baseKernels = b.kernels;
     }
     let threaded = null;
     let tjs2 = null;
@@ -206,7 +213,7 @@ async function main() {
     const missing = [...plain.log, ...isolated.log].filter((e) => e.status === 404).map((e) => e.path);
     if (missing.length) out.push(`Not found (404) during the run: ${[...new Set(missing)].join(', ')}.`);
     out.push('');
-    out.push(`Ours: ${DIST}${BASE ? `; base: ${BASE}` : ''}.`);
+    out.push(`Ours: ${DIST}, worker build ${ours.kernels}${BASE ? `; base: ${BASE}, worker build ${baseKernels}` : ''}.`);
     out.push('');
     out.push(sizeTable([...plain.log, ...isolated.log, ...(baseServer ? baseServer.log.map((e) => ({ ...e, path: `[base]${e.path}` })) : [])]));
     console.log(out.join('\n'));
@@ -237,7 +244,8 @@ function sizeTable(served) {
   for (const e of ours) add(`ours: ${e.path.startsWith('[base]') ? `base ${e.path.slice(6)}` : `dist${e.path}`} (served, timed)`, e.body);
   const dist = DIST;
   for (const f of readdirSync(dist).filter((f) => f.endsWith('.wasm') && !fetched.has(`/${f}`))) {
-    add(`ours: dist/${f} (the page's UI, not in the timing)`, readFileSync(join(dist, f)), `${statSync(join(dist, f)).mtime.toISOString().slice(0, 16)}Z`);
+    const what = f.startsWith('webformer-app') ? "the page's UI" : 'the worker build this run did not start';
+    add(`ours: dist/${f} (${what}, not in the timing)`, readFileSync(join(dist, f)), `${statSync(join(dist, f)).mtime.toISOString().slice(0, 16)}Z`);
   }
   const theirs = [...fetched.values()].filter((e) => e.path.startsWith('/ort/'));
   for (const e of theirs) add(`transformers.js: onnxruntime-web/dist/${e.path.slice(5)} (the wasm it loaded)`, e.body);

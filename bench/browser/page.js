@@ -22,9 +22,25 @@ function oursCall(w, request, buffers) {
   });
 }
 
-async function startOurs() {
-  const worker = new Worker('/webformer-worker_loader.js');
-  const w = { worker, nextId: 1, pending: new Map() };
+// The app's probe (src/ui/worker_client.rs): a function using f32x4.relaxed_madd.
+const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
+  10, 28, 1, 26, 0, 67, 0, 0, 128, 63, 253, 19, 67, 0, 0, 128, 63, 253, 19, 67, 0, 0, 128, 63, 253, 19,
+  253, 133, 2, 11]);
+
+/** Which worker build to start, as the app chooses: 'auto' takes the relaxed-SIMD (FMA) build
+ * where the browser validates it and the site has it; 'simd128' forces the baseline. */
+async function workerUrl(kernels) {
+  if (kernels === 'simd128') return { url: '/webformer-worker_loader.js', kernels: 'simd128' };
+  const has = (await fetch('/webformer-worker-relaxed_loader.js', { method: 'HEAD' })).ok;
+  if (has && WebAssembly.validate(RELAXED_PROBE)) return { url: '/webformer-worker-relaxed_loader.js', kernels: 'relaxed' };
+  if (kernels === 'relaxed') throw new Error('the relaxed-SIMD worker is missing or does not validate here');
+  return { url: '/webformer-worker_loader.js', kernels: 'simd128' };
+}
+
+async function startOurs(kernels = 'auto') {
+  const chosen = await workerUrl(kernels);
+  const worker = new Worker(chosen.url);
+  const w = { worker, nextId: 1, pending: new Map(), kernels: chosen.kernels };
   const ready = new Promise((ok, fail) => {
     worker.onerror = (e) => fail(new Error(`worker failed: ${e.message}`));
     worker.onmessage = (ev) => {
@@ -45,8 +61,8 @@ async function startOurs() {
   return w;
 }
 
-async function setupOurs(key, backend) {
-  const w = await startOurs();
+async function setupOurs(key, backend, kernels = 'auto') {
+  const w = await startOurs(kernels);
   const info = await oursCall(w, { type: 'probe_backend', choice: backend });
   const names = ['config.json', 'model.safetensors', 'tokenizer.json'];
   const buffers = await Promise.all(names.map(async (n) => (await fetch(`/minilm/${n}`)).arrayBuffer()));
@@ -57,7 +73,7 @@ async function setupOurs(key, backend) {
   const head = await (await fetch('/heads/minilm-sentiment/head.safetensors')).arrayBuffer();
   const headInfo = await oursCall(w, { type: 'import_head', name: 'head.safetensors' }, [head]);
   state.ours[key] = w;
-  return { backend: info, model: loaded, head: headInfo };
+  return { backend: info, model: loaded, head: headInfo, kernels: w.kernels };
 }
 
 async function runOurs(key, texts, attentions = false) {

@@ -9,11 +9,15 @@ use crate::protocol::{BackendChoice, BackendKind, Request, Response};
 pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoView {
     let (label, set_label) = signal("Looking for WebGPU…".to_string());
     let (kind, set_kind) = signal(None::<BackendKind>);
+    let kernels = client.kernels();
+    // The CPU path as the worker names it, known once it answered (a signal, not a client
+    // clone, so the listener below does not keep the client alive from inside it).
+    let (cpu_name, set_cpu_name) = signal(kernels.describe().to_string());
     // A lost GPU: the worker moved to the CPU and says why.
     client.listen(move |r| {
         if let Response::Backend(info) = r {
             set_kind.set(Some(info.kind));
-            set_label.set(info.label());
+            set_label.set(info.label_with(&cpu_name.get_untracked()));
         }
     });
     let client2 = client.clone();
@@ -21,7 +25,8 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
         match client.call(Request::ProbeBackend { choice }).await {
             Ok(Response::Backend(info)) => {
                 set_kind.set(Some(info.kind));
-                set_label.set(info.label());
+                set_cpu_name.set(client.kernels_label());
+                set_label.set(info.label_with(&client.kernels_label()));
             }
             Ok(other) => set_label.set(format!("unexpected answer from the worker: {other:?}")),
             Err(message) => set_label.set(format!("Worker unavailable: {message}")),
@@ -44,6 +49,7 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
             "Compute: "
             <span
                 data-testid="backend-status"
+                data-kernels=kernels.id()
                 data-backend=move || match kind.get() {
                     Some(BackendKind::Webgpu) => "webgpu",
                     Some(BackendKind::Cpu) => "cpu",

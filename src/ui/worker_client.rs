@@ -12,8 +12,71 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 
 use crate::protocol::{FromWorker, Progress, Request, Response, ToWorker};
 
-/// Trunk writes this loader next to `index.html` for the `webformer-worker` binary.
+/// Trunk writes these loaders next to `index.html` for the two worker binaries: the same
+/// engine, the second with fused multiply-add kernels (wasm relaxed SIMD).
 const WORKER_URL: &str = "./webformer-worker_loader.js";
+const RELAXED_WORKER_URL: &str = "./webformer-worker-relaxed_loader.js";
+
+/// A module whose one function uses `f32x4.relaxed_madd`: it validates exactly where the
+/// relaxed worker would load (Chromium 114+, Firefox 145+ ...); elsewhere the worker
+/// containing that instruction would fail to compile, so the probe comes first.
+const RELAXED_MADD_PROBE: [u8; 49] = [
+    0, 97, 115, 109, 1, 0, 0, 0, // magic, version
+    1, 5, 1, 96, 0, 1, 123, // type: () -> v128
+    3, 2, 1, 0, // one function of that type
+    10, 28, 1, 26, 0, // code: one body of 26 bytes, no locals
+    67, 0, 0, 128, 63, 253, 19, // f32.const 1; f32x4.splat
+    67, 0, 0, 128, 63, 253, 19, //
+    67, 0, 0, 128, 63, 253, 19, //
+    253, 133, 2,  // f32x4.relaxed_madd
+    11, // end
+];
+
+/// Which worker build the page starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// SIMD128 only: every browser with wasm SIMD.
+    Simd128,
+    /// SIMD128 plus relaxed SIMD's fused multiply-add.
+    RelaxedFma,
+}
+
+impl Kernels {
+    /// Relaxed where the browser validates it, unless `?kernels=simd128` asks for the
+    /// baseline (benchmarks compare both in one browser).
+    fn choose() -> Kernels {
+        let forced_baseline = web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .is_some_and(|s| {
+                s.trim_start_matches('?')
+                    .split('&')
+                    .any(|kv| kv == "kernels=simd128")
+            });
+        let bytes = js_sys::Uint8Array::from(&RELAXED_MADD_PROBE[..]);
+        let relaxed = js_sys::WebAssembly::validate(&bytes).unwrap_or(false);
+        if relaxed && !forced_baseline {
+            Kernels::RelaxedFma
+        } else {
+            Kernels::Simd128
+        }
+    }
+
+    /// What the status line calls the CPU path.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernels::Simd128 => "wasm SIMD",
+            Kernels::RelaxedFma => "wasm SIMD + FMA",
+        }
+    }
+
+    /// `data-kernels` on the status line, for tests.
+    pub fn id(self) -> &'static str {
+        match self {
+            Kernels::Simd128 => "simd128",
+            Kernels::RelaxedFma => "relaxed",
+        }
+    }
+}
 
 /// Cheap to clone. `SendWrapper` lets Leptos' reactive closures hold it: a worker handle
 /// lives on the page's one thread anyway.
@@ -24,6 +87,9 @@ pub struct WorkerClient {
 
 struct Inner {
     worker: Worker,
+    kernels: Kernels,
+    /// What the worker says its CPU path is (its `Pong`), e.g. "wasm SIMD + FMA".
+    worker_kernels: RefCell<String>,
     next_id: Cell<u64>,
     pending: RefCell<HashMap<u64, Pending>>,
     /// Who hears what the worker says on its own (id 0), e.g. a backend change.
@@ -37,9 +103,16 @@ struct Inner {
 
 impl WorkerClient {
     pub fn spawn() -> Result<Self, String> {
-        let worker = Worker::new(WORKER_URL).map_err(|e| format!("could not start the worker: {e:?}"))?;
+        let kernels = Kernels::choose();
+        let url = match kernels {
+            Kernels::Simd128 => WORKER_URL,
+            Kernels::RelaxedFma => RELAXED_WORKER_URL,
+        };
+        let worker = Worker::new(url).map_err(|e| format!("could not start the worker: {e:?}"))?;
         let inner = Rc::new(Inner {
             worker,
+            kernels,
+            worker_kernels: RefCell::new(String::new()),
             next_id: Cell::new(1),
             pending: RefCell::new(HashMap::new()),
             listeners: RefCell::new(Vec::new()),
@@ -55,8 +128,11 @@ impl WorkerClient {
             match FromWorker::from_json(&text) {
                 Ok(FromWorker {
                     id: 0,
-                    response: Response::Pong { .. },
-                }) => inner.mark_ready(),
+                    response: Response::Pong { kernels, .. },
+                }) => {
+                    *inner.worker_kernels.borrow_mut() = kernels;
+                    inner.mark_ready()
+                }
                 Ok(FromWorker { id: 0, response }) => {
                     for listener in inner.listeners.borrow().iter() {
                         listener(&response);
@@ -102,6 +178,22 @@ impl WorkerClient {
         Ok(Self {
             inner: SendWrapper::new(inner),
         })
+    }
+
+    /// Which worker build the page started.
+    pub fn kernels(&self) -> Kernels {
+        self.inner.kernels
+    }
+
+    /// The CPU path as the running worker names it (after it said it is ready), else as
+    /// the page expects from the build it started.
+    pub fn kernels_label(&self) -> String {
+        let said = self.inner.worker_kernels.borrow();
+        if said.is_empty() {
+            self.inner.kernels.describe().to_string()
+        } else {
+            said.clone()
+        }
     }
 
     /// Sends a request and waits for its answer. A `Response::Error` becomes `Err`.

@@ -58,6 +58,7 @@ pub fn run() {
         0,
         Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            kernels: crate::engine::backend::cpu::KERNELS.to_string(),
         },
     );
 }

@@ -18,21 +18,33 @@ after(async () => {
   await server?.close();
 });
 
+// Both worker builds: the one Chromium gets by default (relaxed SIMD's fused multiply-add)
+// and the SIMD128 baseline every other browser gets (`?kernels=simd128` forces it).
+const BUILDS = [
+  { query: '', kernels: 'relaxed', label: /^CPU \(wasm SIMD \+ FMA\)/, loaded: /on CPU \(wasm SIMD \+ FMA\)/ },
+  { query: '&kernels=simd128', kernels: 'simd128', label: /^CPU \(wasm SIMD\)/, loaded: /on CPU \(wasm SIMD\)/ },
+];
 for (const name of ['bert-uncased-cls', 'distilbert-cls']) {
-  test(`${name}: probabilities in the browser equal PyTorch's (≤ 1e-4), backend=cpu`, async () => {
-    const texts = goldenTexts(name);
-    const browser = await launch({ webgpu: false });
-    try {
-      const { page, problems } = await open(browser.context, `${server.url}?backend=cpu`);
-      assert.match(await loadFixture(page, name), /on CPU/);
-      const worst = worstProbDiff(name, texts, await classify(page, texts));
-      console.log(`# ${name}: max |Δprob| in the browser ${worst.toExponential(2)}`);
-      assert.ok(worst <= 1e-4, `probabilities differ by ${worst}`);
-      assert.deepEqual(problems, []);
-    } finally {
-      await browser.close();
-    }
-  });
+  for (const build of BUILDS) {
+    test(`${name}: probabilities in the browser equal PyTorch's (≤ 1e-4), backend=cpu, ${build.kernels} worker`, async () => {
+      const texts = goldenTexts(name);
+      const browser = await launch({ webgpu: false });
+      try {
+        const { page, problems } = await open(browser.context, `${server.url}?backend=cpu${build.query}`);
+        // What the worker itself says it was built with, not only what the page chose.
+        assert.match(await loadFixture(page, name), build.loaded);
+        const status = page.getByTestId('backend-status');
+        assert.equal(await status.getAttribute('data-kernels'), build.kernels);
+        assert.match(await status.textContent(), build.label);
+        const worst = worstProbDiff(name, texts, await classify(page, texts));
+        console.log(`# ${name} (${build.kernels} worker): max |Δprob| in the browser ${worst.toExponential(2)}`);
+        assert.ok(worst <= 1e-4, `probabilities differ by ${worst}`);
+        assert.deepEqual(problems, []);
+      } finally {
+        await browser.close();
+      }
+    });
+  }
 }
 
 test('a corrupt checkpoint gets a specific message and the app keeps working', async () => {

@@ -71,7 +71,7 @@ test('without WebGPU the status line says CPU and why', async () => {
       null,
       { timeout: 60_000 },
     );
-    assert.match(await page.getByTestId('backend-status').textContent(), /^CPU \(wasm SIMD\) — .*no adapter/i);
+    assert.match(await page.getByTestId('backend-status').textContent(), /^CPU \(wasm SIMD \+ FMA\) — .*no adapter/i);
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();

@@ -59,8 +59,8 @@ test('without a WebGPU adapter the model runs on the CPU and the page says why',
   const browser = await launch({ webgpu: false });
   try {
     const { page, problems } = await open(browser.context, server.url);
-    assert.match(await waitForBackend(page, 'cpu'), /^CPU \(wasm SIMD\) — WebGPU found no adapter/);
-    assert.match(await loadFixture(page, name), /on CPU \(wasm SIMD\)/);
+    assert.match(await waitForBackend(page, 'cpu'), /^CPU \(wasm SIMD \+ FMA\) — WebGPU found no adapter/);
+    assert.match(await loadFixture(page, name), /on CPU \(wasm SIMD \+ FMA\)/);
     const worst = worstProbDiff(name, texts, await classify(page, texts));
     assert.ok(worst <= 1e-4, `probabilities differ by ${worst}`);
     assert.deepEqual(problems, []);
@@ -85,7 +85,7 @@ test('a lost GPU device: the CPU takes over, says so, and the input and answers 
     // The same request again: answered on the CPU, with the page told why.
     await page.getByTestId('classify-text').click();
     const status = await waitForBackend(page, 'cpu');
-    assert.match(status, /^CPU \(wasm SIMD\) — the GPU device was lost .*switched to the CPU/);
+    assert.match(status, /^CPU \(wasm SIMD \+ FMA\) — the GPU device was lost .*switched to the CPU/);
     await page.waitForFunction((n) => document.querySelector('[data-testid=text-results]').dataset.runs === n, String(2));
     const after = await page.getByTestId('text-result').evaluateAll((els) =>
       els.map((e) => ({ label: e.dataset.label, probs: JSON.parse(e.dataset.probs) })));

@@ -7,6 +7,16 @@
 
 pub mod simd;
 
+/// What this build's CPU path is, for the status line: the browser has two worker builds
+/// (index.html), the second with relaxed SIMD's fused multiply-add in [`simd`].
+pub const KERNELS: &str = if !cfg!(target_arch = "wasm32") {
+    "native SIMD"
+} else if cfg!(feature = "relaxed-simd") {
+    "wasm SIMD + FMA"
+} else {
+    "wasm SIMD"
+};
+
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, D};
 
 use super::train_ops::{check_labels, AdamWConfig, TrainOps};
@@ -168,7 +178,7 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> String {
         if cfg!(target_arch = "wasm32") {
-            "CPU (wasm SIMD)".to_string()
+            format!("CPU ({KERNELS})")
         } else {
             "CPU".to_string()
         }

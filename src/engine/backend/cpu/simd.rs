@@ -64,6 +64,21 @@ mod imp {
     pub fn div(a: Raw, b: Raw) -> Raw {
         f32x4_div(a, b)
     }
+    /// `c + a · b`: one fused multiply-add where the build has relaxed SIMD (the
+    /// `relaxed-simd` worker, loaded only where the browser validates it), else a
+    /// multiply and an add.
+    #[cfg(feature = "relaxed-simd")]
+    #[inline(always)]
+    pub fn mul_add(c: Raw, a: Raw, b: Raw) -> Raw {
+        // Only this build contains the instruction, and the page starts it only where
+        // relaxed SIMD validates (src/ui/worker_client.rs).
+        f32x4_relaxed_madd(a, b, c)
+    }
+    #[cfg(not(feature = "relaxed-simd"))]
+    #[inline(always)]
+    pub fn mul_add(c: Raw, a: Raw, b: Raw) -> Raw {
+        f32x4_add(c, f32x4_mul(a, b))
+    }
     #[inline(always)]
     pub fn max(a: Raw, b: Raw) -> Raw {
         f32x4_pmax(a, b)
@@ -169,6 +184,11 @@ mod imp {
         zip(a, b, |x, y| x / y)
     }
     // wasm's pmax/pmin: `b < a ? a : b` semantics as `a < b ? b : a`.
+    /// Always a multiply then an add (the baseline wasm build's order of operations).
+    #[inline(always)]
+    pub fn mul_add(c: Raw, a: Raw, b: Raw) -> Raw {
+        add(c, mul(a, b))
+    }
     #[inline(always)]
     pub fn max(a: Raw, b: Raw) -> Raw {
         zip(a, b, |x, y| if x < y { y } else { x })
@@ -261,10 +281,11 @@ impl V4 {
     pub unsafe fn store(self, p: *mut f32) {
         imp::store(p, self.0)
     }
-    /// `self + a · b`, a multiply then an add (wasm SIMD128 has no fused multiply-add).
+    /// `self + a · b`: fused in the relaxed-SIMD worker build (SIMD128 itself has no
+    /// fused multiply-add), else a multiply then an add.
     #[inline(always)]
     pub fn mul_add(self, a: Self, b: Self) -> Self {
-        self.add(a.mul(b))
+        V4(imp::mul_add(self.0, a.0, b.0))
     }
     #[inline(always)]
     pub fn max(self, b: Self) -> Self {
@@ -415,6 +436,10 @@ pub fn matmul_nt(
 /// Rows `i0..i1` of [`matmul_nt`]: panels of rows of `b` that fit in L2 (~96 KB); inside
 /// a panel, each `R`-row strip of `a` (in L1) meets every `C`-row block of the panel, so a
 /// strip's outputs are written contiguously.
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
 #[allow(clippy::too_many_arguments)]
 fn matmul_nt_rows(
     a: &[f32],
@@ -544,6 +569,10 @@ unsafe fn store_cols<const CC: usize>(v: V4, out: *mut f32) {
 /// `c[i, j] = Σ_p a[i, p] · b[p, j]` for `i < n`, `j < m`, `p < k`: `a [n, k]` times `b [k, m]`,
 /// row-major with row strides `lda`, `ldb`, `ldc`. Attention's `probs · v`, written straight
 /// into the merged `[tokens, heads × head_dim]` context.
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nn(
     a: &[f32],
@@ -725,6 +754,10 @@ pub fn gelu_inplace(xs: &mut [f32]) {
 
 /// LayerNorm of each `d`-wide row of `x` into `y`: `(x - mean) / √(var + eps) · γ + β`, with
 /// the biased variance, as PyTorch.
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
 pub fn layer_norm(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
     assert!(d > 0 && x.len() % d == 0 && y.len() == x.len() && gamma.len() == d && beta.len() == d);
     let d4 = d & !3;
