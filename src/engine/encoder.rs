@@ -22,7 +22,7 @@ impl<B: Backend> Linear<B> {
         let w = ckpt.take(&format!("{name}.weight"), &[out, inp])?;
         let b = ckpt.take(&format!("{name}.bias"), &[out])?;
         Ok(Self {
-            w: be.upload(&w.data, &w.shape)?,
+            w: be.upload_linear_weight(&w.data, &w.shape)?,
             b: Some(be.upload(&b.data, &b.shape)?),
         })
     }

@@ -188,6 +188,36 @@ impl Backend for CpuBackend {
         Tensor::from_slice(data, shape, &Device::Cpu).map_err(err)
     }
 
+    /// Natively the weight is stored transposed, `[in, out]` contiguous, and handed out as
+    /// its transpose (a strided `[out, in]` view): `x · wᵀ` then multiplies by a contiguous
+    /// matrix, which `gemm` reads in place instead of packing all of it on every call (at a
+    /// few tokens that packing cost as much as the product). The wasm kernels read `[out, in]`
+    /// rows directly, so there the layout stays.
+    fn upload_linear_weight(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        if USE_SIMD || shape.len() != 2 {
+            return self.upload(data, shape);
+        }
+        let (out, inp) = (shape[0], shape[1]);
+        if data.len() != out * inp {
+            return self.upload(data, shape);
+        }
+        // In 32 × 32 blocks, so both sides stay in cache.
+        let mut t = vec![0f32; data.len()];
+        const B: usize = 32;
+        for o0 in (0..out).step_by(B) {
+            for i0 in (0..inp).step_by(B) {
+                for o in o0..(o0 + B).min(out) {
+                    for i in i0..(i0 + B).min(inp) {
+                        t[i * out + o] = data[o * inp + i];
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(t, (inp, out), &Device::Cpu)
+            .and_then(|t| t.t())
+            .map_err(err)
+    }
+
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)
     }

@@ -33,6 +33,11 @@ pub trait Backend {
     fn name(&self) -> String;
     /// Copies host data (row-major) to the backend.
     fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor>;
+    /// Uploads a linear layer's weight `[out, in]`, as checkpoints store it. A backend may
+    /// keep it in another layout behind the same logical shape, for its matmul's sake.
+    fn upload_linear_weight(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor> {
+        self.upload(data, shape)
+    }
     /// Copies a tensor back to the host, row-major. Blocks until it is computed, so the
     /// browser's WebGPU (which cannot block) uses [`Backend::download_all_async`].
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
