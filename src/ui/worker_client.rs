@@ -18,7 +18,7 @@ const WORKER_URL: &str = "./webformer-worker_loader.js";
 const RELAXED_WORKER_URL: &str = "./webformer-worker-relaxed_loader.js";
 
 /// A module whose one function uses `f32x4.relaxed_madd`: it validates exactly where the
-/// relaxed worker would load (Chromium 114+, Firefox 145+ ...); elsewhere the worker
+/// relaxed worker would load (Chromium 114+ has relaxed SIMD); elsewhere the worker
 /// containing that instruction would fail to compile, so the probe comes first.
 const RELAXED_MADD_PROBE: [u8; 49] = [
     0, 97, 115, 109, 1, 0, 0, 0, // magic, version
