@@ -88,10 +88,20 @@ test('a hub model downloads with byte progress, matches PyTorch, and loads again
     const downloads = progress.filter((p) => p.stage === 'download');
     console.log(`# ${downloads.length} download progress states, e.g. ${JSON.stringify(downloads.at(-1).text)}`);
     for (const f of FILES) assert.ok(downloads.some((p) => p.file === f), `progress for ${f}`);
+    // Byte counts only grow, against the right total. The final 100% state can be replaced
+    // by the next stage before it is ever rendered (both set in one task; Leptos renders
+    // once), so it is not required to be seen; that every byte arrived is checked below,
+    // by the stored copy's size and the goldens.
+    downloads.forEach((p, i) => {
+      assert.ok(Number(p.allDone) <= BYTES, `progress past the total: ${p.text}`);
+      if (i) assert.ok(Number(p.allDone) >= Number(downloads[i - 1].allDone), `progress went back: ${p.text}`);
+    });
     const last = downloads.at(-1);
-    assert.equal(Number(last.allDone), BYTES);
     assert.equal(Number(last.allTotal), BYTES);
-    assert.match(last.text, /^model\.safetensors 0\.1 \/ 0\.1 MB, total 100%$/);
+    assert.match(last.text, /^model\.safetensors [\d.]+ \/ 0\.1 MB, total \d+%$/);
+    const after = progress[progress.indexOf(last) + 1];
+    assert.ok(Number(last.allDone) === BYTES || (after && after.stage !== 'download'),
+      `the download stopped at ${last.text} and nothing followed`);
     assert.ok(progress.some((p) => p.stage === 'building the model'), 'the worker reports too');
     const gets = hub.hub.log.filter((r) => r.method === 'GET').map((r) => r.key);
     assert.deepEqual(gets.sort(), FILES.map((f) => `${REPO}/${f}`).sort());
