@@ -10,9 +10,7 @@ use crate::protocol::{Request, Response};
 
 /// Whether the URL asks for the debug tools.
 pub fn enabled() -> bool {
-    web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .is_some_and(|s| s.trim_start_matches('?').split('&').any(|kv| kv == "debug"))
+    super::url_param("debug").is_some()
 }
 
 /// The answer as JSON with the attention maps as nested arrays (on the wire they are base64,

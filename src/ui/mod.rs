@@ -50,16 +50,16 @@ impl Area {
     }
 }
 
+/// A query parameter of the page's URL: `Some("")` for a bare flag such as `?debug`.
+pub(crate) fn url_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+}
+
 /// `?backend=cpu|webgpu` forces a backend; anything else lets the app choose.
 fn backend_from_url() -> BackendChoice {
-    let search = web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .unwrap_or_default();
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .filter_map(|kv| kv.strip_prefix("backend="))
-        .find_map(BackendChoice::parse)
+    url_param("backend")
+        .and_then(|v| BackendChoice::parse(&v))
         .unwrap_or_default()
 }
 

@@ -41,13 +41,7 @@ fn storage() -> Option<web_sys::Storage> {
 
 /// `?hub=URL`, else the remembered base, else the Hugging Face hub.
 fn initial_hub() -> String {
-    let search = web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .unwrap_or_default();
-    let from_url = web_sys::UrlSearchParams::new_with_str(&search)
-        .ok()
-        .and_then(|p| p.get("hub"));
-    from_url
+    super::url_param("hub")
         .or_else(|| storage()?.get_item(STORED_HUB).ok()?)
         .unwrap_or_else(|| hub::DEFAULT_HUB.to_string())
 }

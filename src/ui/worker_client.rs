@@ -45,13 +45,7 @@ impl Kernels {
     /// Relaxed where the browser validates it, unless `?kernels=simd128` asks for the
     /// baseline (benchmarks compare both in one browser).
     fn choose() -> Kernels {
-        let forced_baseline = web_sys::window()
-            .and_then(|w| w.location().search().ok())
-            .is_some_and(|s| {
-                s.trim_start_matches('?')
-                    .split('&')
-                    .any(|kv| kv == "kernels=simd128")
-            });
+        let forced_baseline = super::url_param("kernels").as_deref() == Some("simd128");
         let bytes = js_sys::Uint8Array::from(&RELAXED_MADD_PROBE[..]);
         let relaxed = js_sys::WebAssembly::validate(&bytes).unwrap_or(false);
         if relaxed && !forced_baseline {
