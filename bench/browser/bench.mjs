@@ -15,30 +15,19 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { launch } from '../../tests/e2e/browser.mjs';
 import { serve } from './server.mjs';
+import { HERE, ROOT, args, opt, num, median, fmt } from './common.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const RUNS = opt('--runs', 9);
+const RUNS = num('--runs', 9);
 const WEBGPU = args.includes('--webgpu');
-const WEBGPU_RUNS = opt('--webgpu-runs', 1); // SwiftShader: 9-60 s a run
+const WEBGPU_RUNS = num('--webgpu-runs', 1); // SwiftShader: 9-60 s a run
 const THREADS2 = !args.includes('--no-threads');
-const sopt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const DIST = sopt('--dist', join(ROOT, 'dist'));
-const BASE_KERNELS = sopt('--base-kernels', null);
-const BASE = sopt('--base', BASE_KERNELS ? DIST : null);
-const KERNELS = sopt('--kernels', 'auto');
+const DIST = opt('--dist', join(ROOT, 'dist'));
+const BASE_KERNELS = opt('--base-kernels', null);
+const BASE = opt('--base', BASE_KERNELS ? DIST : null);
+const KERNELS = opt('--kernels', 'auto');
 const log = (...a) => console.error('[bench]', ...a);
 
 // Words that the BERT uncased vocabulary holds whole: N - 2 of them make N tokens with
@@ -58,12 +47,6 @@ const INPUTS = [
   { label: 'batch 8 × 32 tokens', texts: Array.from({ length: 8 }, (_, i) => sentence(32, 11 * i + 1)), tokens: 32 },
 ];
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 const mountsFor = (dist) => [
   ['/', dist],

@@ -12,23 +12,16 @@
 // How: playwright's CDP session on the page; `Target.setAutoAttach` (non-flat) attaches to
 // the page's dedicated worker, and the Profiler domain is driven through
 // `Target.sendMessageToTarget`. Sampling interval 100 µs. The worker is warmed up first.
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { launch } from '../../tests/e2e/browser.mjs';
 import { serve } from './server.mjs';
+import { HERE, ROOT, opt, num } from './common.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
 const DIST = opt('--dist', join(ROOT, 'dist'));
-const RUNS = Number(opt('--runs', 20));
+const RUNS = num('--runs', 20);
 const INPUT = opt('--input', '128');
-const TOP = Number(opt('--top', 25));
+const TOP = num('--top', 25);
 const log = (...a) => console.error('[profile]', ...a);
 
 const WORDS = ('the quick brown fox jumps over a lazy dog and then runs into the big green field where many small ' +

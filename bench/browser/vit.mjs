@@ -14,19 +14,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { launch } from '../../tests/e2e/browser.mjs';
 import { serve } from './server.mjs';
+import { HERE, ROOT, args, opt, num, median, fmt } from './common.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = join(HERE, '..', '..');
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const RUNS = Number(opt('--runs', 9));
+const RUNS = num('--runs', 9);
 const DIST = opt('--dist', join(ROOT, 'dist'));
 const BASE = !args.includes('--no-base');
 const SAVE = opt('--save-images', null); // writes each image's PNG and both sides' answers there
@@ -54,12 +47,6 @@ const MODELS = [
   },
 ].filter((m) => BASE || m.key !== 'base');
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 async function main() {
   const server = await serve([
