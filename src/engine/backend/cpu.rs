@@ -5,6 +5,7 @@
 //! `gemm` AVX2/AVX-512 kernels are faster, so they stay. The `*_simd` methods are public so
 //! that tests run the wasm path natively against candle.
 
+pub mod par;
 pub mod simd;
 
 /// What this build's CPU path is, for the status line: the browser has two worker builds
@@ -16,6 +17,23 @@ pub const KERNELS: &str = if !cfg!(target_arch = "wasm32") {
 } else {
     "wasm SIMD"
 };
+
+/// How many threads the kernels share out to ([`par`]): set by the threaded worker once its
+/// helpers run; 1 everywhere else.
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`KERNELS`] with the thread count where there is more than one, e.g.
+/// "wasm SIMD + FMA, 2 threads".
+pub fn kernels() -> String {
+    match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => KERNELS.to_string(),
+        n => format!("{KERNELS}, {n} threads"),
+    }
+}
 
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, D};
 
@@ -59,14 +77,14 @@ impl CpuBackend {
             gelu,
             ..simd::Epilogue::NONE
         };
-        simd::matmul_nt(host(&xs, xl)?, k, host(&ws, wl)?, k, &mut y, m, n, m, k, ep);
+        par::matmul_nt(host(&xs, xl)?, k, host(&ws, wl)?, k, &mut y, m, n, m, k, ep);
         Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
     }
 
     /// `gelu` on [`simd`]'s vectorised erf: the wasm32 path.
     pub fn gelu_simd(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = self.download(x)?;
-        simd::gelu_inplace(&mut y);
+        par::gelu_inplace(&mut y);
         Tensor::from_vec(y, x.dims(), &Device::Cpu).map_err(err)
     }
 
@@ -86,7 +104,7 @@ impl CpuBackend {
         let (gs, gl) = gamma.storage_and_layout();
         let (bs, bl) = beta.storage_and_layout();
         let mut y = vec![0f32; x.elem_count()];
-        simd::layer_norm(
+        par::layer_norm(
             host(&xs, xl)?,
             &mut y,
             d,
@@ -135,7 +153,7 @@ impl CpuBackend {
         let (qs, ql) = q.storage_and_layout();
         let (ks, kl) = k.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
-        let ctx = simd::attention(
+        let ctx = par::attention(
             host(&qs, ql)?,
             host(&ks, kl)?,
             host(&vs, vl)?,
@@ -178,7 +196,7 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> String {
         if cfg!(target_arch = "wasm32") {
-            format!("CPU ({KERNELS})")
+            format!("CPU ({})", kernels())
         } else {
             "CPU".to_string()
         }

@@ -817,42 +817,73 @@ pub fn attention(
     let hd = d / heads;
     assert!(hd * heads == d && q.len() == batch * seq * d && k.len() == q.len() && v.len() == q.len());
     assert!(key_bias.len() == batch * seq);
-    let scale = 1.0 / (hd as f64).sqrt();
-    let scale = scale as f32;
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
     let mut ctx = vec![0f32; q.len()];
     let mut scratch = vec![0f32; if probs.is_some() { 0 } else { seq * seq }];
     for b in 0..batch {
-        let bias = &key_bias[b * seq..(b + 1) * seq];
-        let base = b * seq * d;
         for h in 0..heads {
             let s: &mut [f32] = match probs.as_deref_mut() {
                 Some(p) => &mut p[(b * heads + h) * seq * seq..(b * heads + h + 1) * seq * seq],
                 None => &mut scratch,
             };
-            let off = base + h * hd;
-            matmul_nt(
-                &q[off..],
+            let off = b * seq * d + h * hd;
+            attention_head(
+                q,
+                k,
+                v,
                 d,
-                &k[off..],
-                d,
-                s,
-                seq,
-                seq,
-                seq,
                 hd,
-                Epilogue {
-                    scale: Some(scale),
-                    ..Epilogue::NONE
-                },
+                seq,
+                off,
+                &key_bias[b * seq..(b + 1) * seq],
+                scale,
+                s,
+                &mut ctx[off..],
+                d,
             );
-            for row in s.chunks_exact_mut(seq) {
-                for (x, &m) in row.iter_mut().zip(bias) {
-                    *x += m;
-                }
-                softmax_row(row);
-            }
-            matmul_nn(s, seq, &v[off..], d, &mut ctx[off..], d, seq, hd, seq);
         }
     }
     ctx
+}
+
+/// One head of [`attention`]: the head's `seq` rows start at `off` in `q`, `k`, `v` (row
+/// stride `d`, `hd` wide); `s` (`seq × seq`) receives the probabilities and `out` the context,
+/// with row stride `ldo`. Public so the threaded split (`par`) runs heads side by side.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: usize,
+    hd: usize,
+    seq: usize,
+    off: usize,
+    bias: &[f32],
+    scale: f32,
+    s: &mut [f32],
+    out: &mut [f32],
+    ldo: usize,
+) {
+    matmul_nt(
+        &q[off..],
+        d,
+        &k[off..],
+        d,
+        s,
+        seq,
+        seq,
+        seq,
+        hd,
+        Epilogue {
+            scale: Some(scale),
+            ..Epilogue::NONE
+        },
+    );
+    for row in s.chunks_exact_mut(seq) {
+        for (x, &m) in row.iter_mut().zip(bias) {
+            *x += m;
+        }
+        softmax_row(row);
+    }
+    matmul_nn(s, seq, &v[off..], d, out, ldo, seq, hd, seq);
 }

@@ -1,0 +1,158 @@
+//! [`simd`]'s kernels split over rayon's pool.
+//!
+//! In the browser's threaded worker build (a cross-origin isolated page) the pool is the
+//! worker's own thread plus helper Web Workers sharing the wasm memory (`worker::threads`);
+//! in the single-thread builds `rayon::current_num_threads()` is 1 and every call goes
+//! straight to [`simd`]. The splits never change how one output element is summed, so the
+//! threaded results equal the single-thread ones bit for bit (`tests/cpu_threads.rs`).
+
+use rayon::prelude::*;
+
+use super::simd::{self, Epilogue};
+
+/// Multiply-adds below which a thread's share is not worth waking a helper for (a wake-up
+/// costs tens of µs; this is ~10 µs of kernel time).
+const MIN_WORK_PER_THREAD: usize = 1 << 18;
+
+/// Column blocks per thread in [`matmul_nt`], and their least width.
+const BLOCKS_PER_THREAD: usize = 4;
+const MIN_BLOCK_COLUMNS: usize = 32;
+
+/// How many threads `work` multiply-adds deserve (public for the tests that check a split happens).
+pub fn threads_for(work: usize) -> usize {
+    rayon::current_num_threads()
+        .min(work / MIN_WORK_PER_THREAD)
+        .max(1)
+}
+
+/// [`simd::matmul_nt`] with the output's columns (rows of `b`, the weight) dealt out in
+/// blocks: each thread streams only its part of the weight, which at a few tokens is what
+/// the time goes on. Each block is computed into its own buffer and copied into `c`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let threads = threads_for(n * m * k);
+    if threads <= 1 {
+        return simd::matmul_nt(a, lda, b, ldb, c, ldc, n, m, k, ep);
+    }
+    assert!(
+        ldc >= m && c.len() >= (n - 1) * ldc + m,
+        "matmul_nt: c is too short"
+    );
+    // A few blocks per thread, so a thread that started late (a helper waking up) takes
+    // fewer; whole micro-tiles (4 columns) so every element is summed as unsplit.
+    let count = (threads * BLOCKS_PER_THREAD)
+        .min(m.div_ceil(MIN_BLOCK_COLUMNS))
+        .max(threads);
+    let width = m.div_ceil(count).div_ceil(4) * 4;
+    let blocks: Vec<(usize, Vec<f32>)> = (0..m.div_ceil(width))
+        .into_par_iter()
+        .map(|blk| {
+            let j0 = blk * width;
+            let cols = width.min(m - j0);
+            let mut out = vec![0f32; n * cols];
+            let ep = Epilogue {
+                col_bias: ep.col_bias.map(|bias| &bias[j0..]),
+                ..ep
+            };
+            simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, &mut out, cols, n, cols, k, ep);
+            (j0, out)
+        })
+        .collect();
+    for (j0, out) in blocks {
+        let cols = out.len() / n;
+        for (i, row) in out.chunks_exact(cols).enumerate() {
+            c[i * ldc + j0..i * ldc + j0 + cols].copy_from_slice(row);
+        }
+    }
+}
+
+/// [`simd::layer_norm`] over blocks of rows.
+pub fn layer_norm(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+    let threads = threads_for(x.len() * 4);
+    if threads <= 1 || d == 0 {
+        return simd::layer_norm(x, y, d, gamma, beta, eps);
+    }
+    let rows = (x.len() / d).div_ceil(threads);
+    x.par_chunks(rows * d)
+        .zip(y.par_chunks_mut(rows * d))
+        .for_each(|(x, y)| simd::layer_norm(x, y, d, gamma, beta, eps));
+}
+
+/// [`simd::gelu_inplace`] over blocks.
+pub fn gelu_inplace(xs: &mut [f32]) {
+    // The erf polynomial is ~30 operations an element.
+    let threads = threads_for(xs.len() * 32);
+    if threads <= 1 {
+        return simd::gelu_inplace(xs);
+    }
+    let len = xs.len().div_ceil(threads).div_ceil(4) * 4;
+    xs.par_chunks_mut(len).for_each(simd::gelu_inplace);
+}
+
+/// [`simd::attention`] with the (sequence, head) pairs side by side: each pair computes its
+/// context into its own buffer, copied into the merged layout after.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    key_bias: &[f32],
+    probs: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let d = q.len() / (batch * seq).max(1);
+    let threads = threads_for(batch * seq * seq * d * 2);
+    if threads <= 1 || batch * heads < 2 {
+        return simd::attention(q, k, v, batch, seq, heads, key_bias, probs);
+    }
+    let hd = d / heads;
+    assert!(hd * heads == d && q.len() == batch * seq * d && k.len() == q.len() && v.len() == q.len());
+    assert!(key_bias.len() == batch * seq);
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
+    let head = |bh: usize, s: &mut [f32]| {
+        let (b, h) = (bh / heads, bh % heads);
+        let mut out = vec![0f32; seq * hd];
+        let off = b * seq * d + h * hd;
+        let bias = &key_bias[b * seq..(b + 1) * seq];
+        simd::attention_head(q, k, v, d, hd, seq, off, bias, scale, s, &mut out, hd);
+        out
+    };
+    let outs: Vec<Vec<f32>> = match probs {
+        Some(p) => {
+            assert!(
+                p.len() == batch * heads * seq * seq,
+                "attention: probs has the wrong size"
+            );
+            p.par_chunks_mut(seq * seq)
+                .enumerate()
+                .map(|(bh, s)| head(bh, s))
+                .collect()
+        }
+        None => (0..batch * heads)
+            .into_par_iter()
+            .map_init(|| vec![0f32; seq * seq], |s, bh| head(bh, s))
+            .collect(),
+    };
+    let mut ctx = vec![0f32; q.len()];
+    for (bh, out) in outs.iter().enumerate() {
+        let (b, h) = (bh / heads, bh % heads);
+        for (t, row) in out.chunks_exact(hd).enumerate() {
+            let at = (b * seq + t) * d + h * hd;
+            ctx[at..at + hd].copy_from_slice(row);
+        }
+    }
+    ctx
+}
