@@ -42,6 +42,15 @@ else
   wasm_env='export RUSTUP_TOOLCHAIN=web RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort'
 fi
 
+# --- std with atomics, for the threaded worker (scripts/threads-worker.sh) ----------------
+# Shared wasm memory needs std rebuilt with atomics (-Z build-std), whichever std the rest
+# uses: Debian's rustc-web carries the std source (a laptop may point
+# WEBFORMER_THREADS_TOOLCHAIN at a nightly with rust-src instead).
+if [ -z "${WEBFORMER_THREADS_TOOLCHAIN:-}" ]; then
+  apt_install rustc-web cargo-web rust-web-src lld-22
+  rustup toolchain list | grep -q '^web' || rustup toolchain link web /usr
+fi
+
 # --- Trunk and wasm-bindgen --------------------------------------------------------------
 if [ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]; then
   say "cargo install trunk $TRUNK_VERSION"

@@ -15,6 +15,8 @@ cargo fmt --check
 
 step "cargo clippy --all-targets --features web (engine, GPU backend, CLI, page, worker, tests), warnings denied"
 cargo clippy --all-targets --locked --features web -- -D warnings
+step "cargo clippy: the threaded worker (feature threads), warnings denied"
+cargo clippy --locked --lib --bin webformer-worker-threads --features threads -- -D warnings
 
 # The default features include the WebGPU backend, so this also runs the WGSL kernels, the
 # models, training steps and the CPU fallback on Vulkan (Mesa lavapipe where there is no GPU).
@@ -22,7 +24,7 @@ step "cargo test (engine, CLI and worker service natively; WebGPU on Vulkan)"
 mkdir -p -m 700 "${XDG_RUNTIME_DIR:=/tmp/webformer-xdg}" && export XDG_RUNTIME_DIR
 cargo test --locked
 
-step "release wasm build"
+step "release wasm build (the page, three worker builds)"
 scripts/build-web.sh
 
 step "browser tests (playwright-core, headless Chromium)"

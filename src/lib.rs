@@ -13,7 +13,9 @@ pub mod hub;
 pub mod protocol;
 pub mod service;
 
-#[cfg(feature = "web")]
+// The threaded worker build compiles with atomics, where JS values are not `Send` and
+// Leptos' signals cannot hold them; that build is the worker alone.
+#[cfg(all(feature = "web", not(feature = "threads")))]
 pub mod ui;
 #[cfg(feature = "web")]
 pub mod worker;

@@ -175,7 +175,7 @@ impl Service {
             Request::ImportHead { name } => self.import_head(name, whole(sources)),
             Request::Ping => Response::Pong {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                kernels: crate::engine::backend::cpu::KERNELS.to_string(),
+                kernels: crate::engine::backend::cpu::kernels(),
             },
             Request::ProbeBackend { .. } => error("backend probing needs the browser's worker"),
             Request::SimulateGpuLoss => self.simulate_gpu_loss(),

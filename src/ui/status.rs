@@ -9,10 +9,12 @@ use crate::protocol::{BackendChoice, BackendKind, Request, Response};
 pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoView {
     let (label, set_label) = signal("Looking for WebGPU…".to_string());
     let (kind, set_kind) = signal(None::<BackendKind>);
-    let kernels = client.kernels();
+    // Which worker build runs: known for sure once the worker answered (a threaded worker
+    // that failed to start was replaced by the single-thread one).
+    let (kernels, set_kernels) = signal(client.kernels());
     // The CPU path as the worker names it, known once it answered (a signal, not a client
     // clone, so the listener below does not keep the client alive from inside it).
-    let (cpu_name, set_cpu_name) = signal(kernels.describe().to_string());
+    let (cpu_name, set_cpu_name) = signal(client.kernels().describe().to_string());
     // A lost GPU: the worker moved to the CPU and says why.
     client.listen(move |r| {
         if let Response::Backend(info) = r {
@@ -25,6 +27,7 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
         match client.call(Request::ProbeBackend { choice }).await {
             Ok(Response::Backend(info)) => {
                 set_kind.set(Some(info.kind));
+                set_kernels.set(client.kernels());
                 set_cpu_name.set(client.kernels_label());
                 set_label.set(info.label_with(&client.kernels_label()));
             }
@@ -49,7 +52,7 @@ pub fn BackendStatus(client: WorkerClient, choice: BackendChoice) -> impl IntoVi
             "Compute: "
             <span
                 data-testid="backend-status"
-                data-kernels=kernels.id()
+                data-kernels=move || kernels.get().id()
                 data-backend=move || match kind.get() {
                     Some(BackendKind::Webgpu) => "webgpu",
                     Some(BackendKind::Cpu) => "cpu",

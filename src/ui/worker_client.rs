@@ -8,7 +8,7 @@ use futures_channel::oneshot;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{ErrorEvent, MessageEvent, Worker};
+use web_sys::{Event, MessageEvent, Worker};
 
 use crate::protocol::{FromWorker, Progress, Request, Response, ToWorker};
 
@@ -16,6 +16,8 @@ use crate::protocol::{FromWorker, Progress, Request, Response, ToWorker};
 /// engine, the second with fused multiply-add kernels (wasm relaxed SIMD).
 const WORKER_URL: &str = "./webformer-worker_loader.js";
 const RELAXED_WORKER_URL: &str = "./webformer-worker-relaxed_loader.js";
+/// The relaxed worker built with threads (scripts/threads-worker.sh, not Trunk).
+const THREADS_WORKER_URL: &str = "./webformer-worker-threads_loader.js";
 
 /// A module whose one function uses `f32x4.relaxed_madd`: it validates exactly where the
 /// relaxed worker would load (Chromium 114+ has relaxed SIMD); elsewhere the worker
@@ -39,19 +41,37 @@ pub enum Kernels {
     Simd128,
     /// SIMD128 plus relaxed SIMD's fused multiply-add.
     RelaxedFma,
+    /// `RelaxedFma` on one thread per core: needs shared wasm memory, which browsers allow
+    /// only on cross-origin isolated pages (COOP/COEP headers, see README).
+    Threads,
 }
 
 impl Kernels {
-    /// Relaxed where the browser validates it, unless `?kernels=simd128` asks for the
-    /// baseline (benchmarks compare both in one browser).
+    /// Relaxed where the browser validates it, threaded too where the page is cross-origin
+    /// isolated and has more than one core. `?kernels=simd128` or `?kernels=relaxed` asks
+    /// for a single-thread build (benchmarks compare them in one browser).
     fn choose() -> Kernels {
-        let forced_baseline = super::url_param("kernels").as_deref() == Some("simd128");
+        let asked = super::url_param("kernels");
         let bytes = js_sys::Uint8Array::from(&RELAXED_MADD_PROBE[..]);
         let relaxed = js_sys::WebAssembly::validate(&bytes).unwrap_or(false);
-        if relaxed && !forced_baseline {
-            Kernels::RelaxedFma
-        } else {
-            Kernels::Simd128
+        let window = web_sys::window();
+        let isolated = js_sys::Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+            .is_ok_and(|v| v.is_truthy());
+        let cores = window.map_or(1.0, |w| w.navigator().hardware_concurrency());
+        match asked.as_deref() {
+            Some("simd128") => Kernels::Simd128,
+            _ if !relaxed => Kernels::Simd128,
+            Some("relaxed") => Kernels::RelaxedFma,
+            _ if isolated && cores >= 2.0 => Kernels::Threads,
+            _ => Kernels::RelaxedFma,
+        }
+    }
+
+    fn url(self) -> &'static str {
+        match self {
+            Kernels::Simd128 => WORKER_URL,
+            Kernels::RelaxedFma => RELAXED_WORKER_URL,
+            Kernels::Threads => THREADS_WORKER_URL,
         }
     }
 
@@ -60,6 +80,7 @@ impl Kernels {
         match self {
             Kernels::Simd128 => "wasm SIMD",
             Kernels::RelaxedFma => "wasm SIMD + FMA",
+            Kernels::Threads => "wasm SIMD + FMA, threads",
         }
     }
 
@@ -68,6 +89,7 @@ impl Kernels {
         match self {
             Kernels::Simd128 => "simd128",
             Kernels::RelaxedFma => "relaxed",
+            Kernels::Threads => "threads",
         }
     }
 }
@@ -80,8 +102,10 @@ pub struct WorkerClient {
 }
 
 struct Inner {
-    worker: Worker,
-    kernels: Kernels,
+    worker: RefCell<Worker>,
+    /// Which build runs: `Threads` falls back to `RelaxedFma` when its worker fails to start
+    /// (e.g. a development build without it).
+    kernels: Cell<Kernels>,
     /// What the worker says its CPU path is (its `Pong`), e.g. "wasm SIMD + FMA".
     worker_kernels: RefCell<String>,
     next_id: Cell<u64>,
@@ -98,14 +122,10 @@ struct Inner {
 impl WorkerClient {
     pub fn spawn() -> Result<Self, String> {
         let kernels = Kernels::choose();
-        let url = match kernels {
-            Kernels::Simd128 => WORKER_URL,
-            Kernels::RelaxedFma => RELAXED_WORKER_URL,
-        };
-        let worker = Worker::new(url).map_err(|e| format!("could not start the worker: {e:?}"))?;
+        let worker = Worker::new(kernels.url()).map_err(|e| format!("could not start the worker: {e:?}"))?;
         let inner = Rc::new(Inner {
-            worker,
-            kernels,
+            worker: RefCell::new(worker),
+            kernels: Cell::new(kernels),
             worker_kernels: RefCell::new(String::new()),
             next_id: Cell::new(1),
             pending: RefCell::new(HashMap::new()),
@@ -114,69 +134,86 @@ impl WorkerClient {
             queued: RefCell::new(Vec::new()),
             failed: RefCell::new(None),
         });
-
-        let weak = Rc::downgrade(&inner);
-        let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-            let Some(inner) = weak.upgrade() else { return };
-            let Some(text) = ev.data().as_string() else { return };
-            match FromWorker::from_json(&text) {
-                Ok(FromWorker {
-                    id: 0,
-                    response: Response::Pong { kernels, .. },
-                }) => {
-                    *inner.worker_kernels.borrow_mut() = kernels;
-                    inner.mark_ready()
-                }
-                Ok(FromWorker { id: 0, response }) => {
-                    for listener in inner.listeners.borrow().iter() {
-                        listener(&response);
-                    }
-                    if let Response::Error { message } = response {
-                        web_sys::console::error_1(&format!("worker: {message}").into());
-                    }
-                }
-                Ok(FromWorker {
-                    id,
-                    response: Response::Progress(p),
-                }) => {
-                    if let Some(Pending {
-                        on_progress: Some(f), ..
-                    }) = inner.pending.borrow().get(&id)
-                    {
-                        f(p);
-                    }
-                }
-                Ok(FromWorker { id, response }) => {
-                    if let Some(pending) = inner.pending.borrow_mut().remove(&id) {
-                        let _ = pending.tx.send(response);
-                    }
-                }
-                Err(e) => web_sys::console::error_1(&e.into()),
-            }
-        });
-        inner
-            .worker
-            .set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
-        onmessage.forget();
-
-        let weak = Rc::downgrade(&inner);
-        let onerror = Closure::<dyn FnMut(ErrorEvent)>::new(move |ev: ErrorEvent| {
-            let Some(inner) = weak.upgrade() else { return };
-            let message = format!("the worker failed: {}", ev.message());
-            web_sys::console::error_1(&message.clone().into());
-            inner.fail(message);
-        });
-        inner.worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
-        onerror.forget();
-
+        attach(&inner);
         Ok(Self {
             inner: SendWrapper::new(inner),
         })
     }
+}
 
-    /// Which worker build the page started.
+/// Listens to the worker `inner` holds now: its answers go to the waiting calls, its
+/// failure fails them (or, for a threaded worker that did not start, starts the
+/// single-thread one).
+fn attach(inner: &Rc<Inner>) {
+    let worker = inner.worker.borrow();
+    let weak = Rc::downgrade(inner);
+    let onmessage = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(text) = ev.data().as_string() else { return };
+        match FromWorker::from_json(&text) {
+            Ok(FromWorker {
+                id: 0,
+                response: Response::Pong { kernels, .. },
+            }) => {
+                *inner.worker_kernels.borrow_mut() = kernels;
+                inner.mark_ready()
+            }
+            Ok(FromWorker { id: 0, response }) => {
+                for listener in inner.listeners.borrow().iter() {
+                    listener(&response);
+                }
+                if let Response::Error { message } = response {
+                    web_sys::console::error_1(&format!("worker: {message}").into());
+                }
+            }
+            Ok(FromWorker {
+                id,
+                response: Response::Progress(p),
+            }) => {
+                if let Some(Pending {
+                    on_progress: Some(f), ..
+                }) = inner.pending.borrow().get(&id)
+                {
+                    f(p);
+                }
+            }
+            Ok(FromWorker { id, response }) => {
+                if let Some(pending) = inner.pending.borrow_mut().remove(&id) {
+                    let _ = pending.tx.send(response);
+                }
+            }
+            Err(e) => web_sys::console::error_1(&e.into()),
+        }
+    });
+    worker.set_onmessage(Some(onmessage.as_ref().unchecked_ref()));
+    onmessage.forget();
+
+    let weak = Rc::downgrade(inner);
+    let onerror = Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
+        let Some(inner) = weak.upgrade() else { return };
+        let message = format!("the worker failed: {}", crate::worker::error_message(&ev));
+        web_sys::console::error_1(&message.clone().into());
+        // The threaded build may be missing or refused; the page goes on single-threaded.
+        // Nothing was sent to it yet: requests wait for the Pong.
+        if inner.kernels.get() == Kernels::Threads && !inner.ready.get() {
+            if let Ok(fallback) = Worker::new(Kernels::RelaxedFma.url()) {
+                inner.worker.borrow().terminate();
+                *inner.worker.borrow_mut() = fallback;
+                inner.kernels.set(Kernels::RelaxedFma);
+                attach(&inner);
+                return;
+            }
+        }
+        inner.fail(message);
+    });
+    worker.set_onerror(Some(onerror.as_ref().unchecked_ref()));
+    onerror.forget();
+}
+
+impl WorkerClient {
+    /// Which worker build runs.
     pub fn kernels(&self) -> Kernels {
-        self.inner.kernels
+        self.inner.kernels.get()
     }
 
     /// The CPU path as the running worker names it (after it said it is ready), else as
@@ -184,7 +221,7 @@ impl WorkerClient {
     pub fn kernels_label(&self) -> String {
         let said = self.inner.worker_kernels.borrow();
         if said.is_empty() {
-            self.inner.kernels.describe().to_string()
+            self.inner.kernels.get().describe().to_string()
         } else {
             said.clone()
         }
@@ -274,13 +311,15 @@ struct Outgoing {
 impl Inner {
     fn send(&self, message: &Outgoing) {
         let sent = if message.files.is_empty() {
-            self.worker.post_message(&JsValue::from_str(&message.json))
+            self.worker
+                .borrow()
+                .post_message(&JsValue::from_str(&message.json))
         } else {
             let buffers: js_sys::Array = message.files.iter().collect();
             let data = js_sys::Object::new();
             let _ = js_sys::Reflect::set(&data, &"json".into(), &JsValue::from_str(&message.json));
             let _ = js_sys::Reflect::set(&data, &"buffers".into(), &buffers);
-            self.worker.post_message_with_transfer(&data, &buffers)
+            self.worker.borrow().post_message_with_transfer(&data, &buffers)
         };
         if let Err(e) = sent {
             self.fail(format!("could not message the worker: {e:?}"));

@@ -2,6 +2,8 @@
 //! Model work happens in [`Service`]; only what needs browser APIs lives here.
 
 mod probe;
+#[cfg(feature = "threads")]
+mod threads;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -54,11 +56,27 @@ pub fn run() {
             }
         }
     });
+    // The page holds its requests until the Pong, so the pool is up before any work.
+    #[cfg(feature = "threads")]
+    wasm_bindgen_futures::spawn_local(async {
+        let (threads, why) = threads::start().await;
+        if let Some(why) = why {
+            web_sys::console::warn_1(&format!("running on {threads} thread(s): {why}").into());
+        }
+        crate::engine::backend::cpu::set_threads(threads);
+        pong();
+    });
+    #[cfg(not(feature = "threads"))]
+    pong();
+}
+
+/// Tells the page the worker is ready, and which CPU path it runs.
+fn pong() {
     post(
         0,
         Response::Pong {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            kernels: crate::engine::backend::cpu::KERNELS.to_string(),
+            kernels: crate::engine::backend::cpu::kernels(),
         },
     );
 }
@@ -210,4 +228,14 @@ fn post(id: u64, response: Response) {
     if let Err(e) = scope.post_message(&JsValue::from_str(&text)) {
         web_sys::console::error_2(&"webformer worker: postMessage failed".into(), &e);
     }
+}
+
+/// What a Worker's `error` event says: an `ErrorEvent`'s message for an exception in the
+/// worker, but a script that failed to load gives a plain `Event` without one.
+pub fn error_message(ev: &web_sys::Event) -> String {
+    js_sys::Reflect::get(ev, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "its script did not load".to_string())
 }

@@ -22,8 +22,14 @@ const TYPES = {
  * `{ hub: folder }` it also answers as a fake Hugging Face hub under `/hub/`: see `hubRoute`
  * (then the result has `hub`, its controls). `root` may be null for a hub-only server.
  * `hide: ['/models/']` answers 404 under those paths (a site built without them).
+ * `isolated: true` sends the COOP/COEP headers (as Trunk.toml's `trunk serve` does), which
+ * make the page cross-origin isolated: it may share wasm memory, so it starts the threaded
+ * worker.
  */
-export async function serve(root, { hub, hide = [] } = {}) {
+export async function serve(root, { hub, hide = [], isolated = false } = {}) {
+  const isolation = isolated
+    ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' }
+    : {};
   const base = root ? resolve(root) : null;
   const controls = hub ? hubControls(hub) : null;
   const server = createServer(async (req, res) => {
@@ -36,10 +42,10 @@ export async function serve(root, { hub, hide = [] } = {}) {
       if (!file.startsWith(base)) throw new Error('outside root');
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+      res.writeHead(200, { ...isolation, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
       res.end(body);
     } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.writeHead(404, { ...isolation, 'content-type': 'text/plain' });
       res.end('not found');
     }
   });
