@@ -91,11 +91,14 @@ async function main() {
     }
     let threaded = null;
     let tjs2 = null;
+    let ours2 = null;
     if (THREADS2) {
       threaded = await openPage(browser.context, isolated.url);
       tjs2 = await threaded.evaluate(() => window.bench.setupTjs(2));
       log('transformers.js, isolated page:', JSON.stringify(tjs2));
       if (!tjs2.crossOriginIsolated) throw new Error('the COOP/COEP page is not cross-origin isolated');
+      ours2 = await threaded.evaluate(() => window.bench.setupOurs('cpu', 'cpu', 'threads'));
+      log('ours, isolated page:', JSON.stringify(ours2.backend), 'kernels:', ours2.kernels, ours2.pong ?? '');
     }
 
     // Token counts, by both tokenizers.
@@ -112,7 +115,10 @@ async function main() {
       { name: 'tjs1', run: (t) => main.evaluate((x) => window.bench.runTjs(x), t), page: main },
     ];
     if (basePage) sides.push({ name: 'base', run: (t) => basePage.evaluate((x) => window.bench.runOurs('cpu', x), t), page: basePage });
-    if (threaded) sides.push({ name: 'tjs2', run: (t) => threaded.evaluate((x) => window.bench.runTjs(x), t), page: threaded });
+    if (threaded) {
+      sides.push({ name: 'tjs2', run: (t) => threaded.evaluate((x) => window.bench.runTjs(x), t), page: threaded });
+      sides.push({ name: 'ours2', run: (t) => threaded.evaluate((x) => window.bench.runOurs('cpu', x), t), page: threaded });
+    }
 
     // Global warm-up: V8 tiers big wasm modules up in the background.
     log('warm-up …');
@@ -166,11 +172,11 @@ async function main() {
     out.push(`ms: median (minimum) of ${RUNS} runs per input after a global warm-up, the sides interleaved run by run, their order rotating; ratios are of the medians. ` +
       'Ours: the worker round trip of classify_text (tokenize, forward, mean pool, the app\'s 384→2 sentiment head, JSON answer), 1 thread. ' +
       'transformers.js: feature-extraction pipeline with mean pooling, ' +
-      `numThreads=1${threaded ? '; the 2-thread column is a second, cross-origin isolated page (COOP/COEP), numThreads=2' : ''}.`);
+      `numThreads=1${threaded ? '; the 2-thread columns are a second, cross-origin isolated page (COOP/COEP): transformers.js with numThreads=2, ours with the threaded worker' : ''}.`);
     out.push('');
     const head = ['input', 'ours ms (1 thread)', 'transformers.js ms (1 thread)', 'ratio ours/tjs (1 thread)'];
     if (basePage) head.push('base ms (--base, 1 thread)', 'ratio base/tjs (1 thread)', 'ours/base');
-    if (threaded) head.push('transformers.js ms (2 threads)', 'ratio ours(1)/tjs(2)');
+    if (threaded) head.push('transformers.js ms (2 threads)', 'ours ms (threaded worker)', 'ratio ours/tjs (2 threads)');
     if (gpu) head.push(`ours WebGPU on ${gpu.info.adapter ?? 'SwiftShader'} ms, median of ${WEBGPU_RUNS} (CPU emulation: not GPU speed)`);
     out.push(`| ${head.join(' | ')} |`);
     out.push(`|${head.map((_, i) => (i ? '--:' : '---')).join('|')}|`);
@@ -186,7 +192,7 @@ async function main() {
       }
       if (threaded) {
         const j2 = median(t.tjs2);
-        row.push(cell(t.tjs2), `${(o / j2).toFixed(2)}×`);
+        row.push(cell(t.tjs2), cell(t.ours2), `${(median(t.ours2) / j2).toFixed(2)}×`);
       }
       if (gpu) row.push(fmt(median(gpu.times[input.label])));
       out.push(`| ${row.join(' | ')} |`);

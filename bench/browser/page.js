@@ -28,9 +28,14 @@ const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 
   253, 133, 2, 11]);
 
 /** Which worker build to start, as the app chooses: 'auto' takes the relaxed-SIMD (FMA) build
- * where the browser validates it and the site has it; 'simd128' forces the baseline. */
+ * where the browser validates it and the site has it; 'simd128' forces the baseline;
+ * 'threads' the threaded build (a cross-origin isolated page only). */
 async function workerUrl(kernels) {
   if (kernels === 'simd128') return { url: '/webformer-worker_loader.js', kernels: 'simd128' };
+  if (kernels === 'threads') {
+    if (!self.crossOriginIsolated) throw new Error('the threaded worker needs a cross-origin isolated page');
+    return { url: '/webformer-worker-threads_loader.js', kernels: 'threads' };
+  }
   const has = (await fetch('/webformer-worker-relaxed_loader.js', { method: 'HEAD' })).ok;
   if (has && WebAssembly.validate(RELAXED_PROBE)) return { url: '/webformer-worker-relaxed_loader.js', kernels: 'relaxed' };
   if (kernels === 'relaxed') throw new Error('the relaxed-SIMD worker is missing or does not validate here');
@@ -46,7 +51,10 @@ async function startOurs(kernels = 'auto') {
     worker.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.id === 0) {
-        if (msg.response.type === 'pong') ok();
+        if (msg.response.type === 'pong') {
+          w.pong = msg.response.kernels;
+          ok();
+        }
         return;
       }
       if (msg.response.type === 'progress') return;
@@ -73,7 +81,7 @@ async function setupOurs(key, backend, kernels = 'auto') {
   const head = await (await fetch('/heads/minilm-sentiment/head.safetensors')).arrayBuffer();
   const headInfo = await oursCall(w, { type: 'import_head', name: 'head.safetensors' }, [head]);
   state.ours[key] = w;
-  return { backend: info, model: loaded, head: headInfo, kernels: w.kernels };
+  return { backend: info, model: loaded, head: headInfo, kernels: w.kernels, pong: w.pong };
 }
 
 async function runOurs(key, texts, attentions = false) {
