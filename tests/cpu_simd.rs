@@ -4,23 +4,15 @@
 //! the rows, bias and GELU, against an f64 reference and against candle's ops (what native
 //! builds run).
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use webformer::engine::backend::cpu::{simd, CpuBackend};
 use webformer::engine::backend::{AttentionShape, Backend};
 
 /// Deterministic values in [-1, 1).
 fn rand(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    common::values(len, seed, 1.0)
 }
 
 fn gelu64(x: f64) -> f64 {

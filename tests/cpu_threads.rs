@@ -3,21 +3,13 @@
 //! split (odd sizes, blocks that do not divide evenly, bias, GELU, masked keys) in a pool of
 //! three threads, as a worker with two helpers has.
 
+mod common;
+
 use webformer::engine::backend::cpu::{par, simd};
 
 /// Deterministic values in [-1, 1).
 fn rand(seed: u64, len: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    common::values(len, seed, 1.0)
 }
 
 fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
