@@ -1,10 +1,14 @@
 //! The CPU backend on candle (native SIMD, wasm SIMD128 in the browser).
 //!
-//! On wasm32 the hot ops (linear, attention, LayerNorm, GELU) run on our own SIMD128
-//! kernels in [`simd`] instead of candle's (see that module for why); natively candle's
-//! `gemm` AVX2/AVX-512 kernels are faster, so they stay. The `*_simd` methods are public so
-//! that tests run the wasm path natively against candle.
+//! The hot ops (linear, attention, LayerNorm, GELU) run on our own kernels instead of
+//! candle's multi-pass ones: on wasm32 the SIMD128 kernels in [`simd`], on x86-64 with
+//! AVX2 + FMA those in [`avx2`] (linear layers on weights packed once at load; where the
+//! CPU has AVX-512, linear layers stay on `gemm`'s AVX-512 kernels). Elsewhere natively,
+//! candle's ops. The `*_simd` and `*_avx2` methods are public so that tests run each path
+//! natively against candle.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod par;
 pub mod simd;
 
@@ -81,6 +85,41 @@ impl CpuBackend {
         Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
     }
 
+    /// `linear` (and `linear_gelu`) on a weight that `upload_linear_weight` packed for
+    /// [`avx2`]'s kernel (a `[out / NR, in, NR]` tensor).
+    fn linear_avx2(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (n, k) = x.dims2().map_err(err)?;
+            let (panels, kw, nr) = w.dims3().map_err(err)?;
+            let m = panels * nr;
+            if kw != k || nr != avx2::NR || b.is_some_and(|b| b.elem_count() != m) {
+                return Err(EngineError::Compute(format!(
+                    "linear: x [{n}, {k}] · w [{m}, {kw}]ᵀ + bias {:?}",
+                    b.map(|b| b.dims().to_vec())
+                )));
+            }
+            let (x, w, b) = (contiguous(x)?, contiguous(w)?, b.map(contiguous).transpose()?);
+            let (xs, xl) = x.storage_and_layout();
+            let (ws, wl) = w.storage_and_layout();
+            let bs = b.as_ref().map(|b| b.storage_and_layout());
+            let bias = match &bs {
+                Some((s, l)) => Some(host(s, l)?),
+                None => None,
+            };
+            let y = avx2::linear(host(&xs, xl)?, n, k, host(&ws, wl)?, m, bias, gelu);
+            Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, b, gelu);
+            Err(EngineError::Compute(format!(
+                "linear: a packed weight {:?} on a CPU without the packed kernel",
+                w.dims()
+            )))
+        }
+    }
+
     /// `gelu` on [`simd`]'s vectorised erf: the wasm32 path.
     pub fn gelu_simd(&self, x: &Tensor) -> Result<Tensor> {
         let mut y = self.download(x)?;
@@ -90,6 +129,23 @@ impl CpuBackend {
 
     /// `layer_norm` in one pass per row: the wasm32 path.
     pub fn layer_norm_simd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+        self.layer_norm_on(x, gamma, beta, eps, par::layer_norm)
+    }
+
+    /// `layer_norm` on [`avx2`]'s kernel: the native path on x86-64 with AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    pub fn layer_norm_avx2(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+        self.layer_norm_on(x, gamma, beta, eps, avx2::layer_norm)
+    }
+
+    fn layer_norm_on(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f64,
+        kernel: HostLayerNorm,
+    ) -> Result<Tensor> {
         let d = x.dims().last().copied().unwrap_or(0);
         if d == 0 || gamma.elem_count() != d || beta.elem_count() != d {
             return Err(EngineError::Compute(format!(
@@ -104,7 +160,7 @@ impl CpuBackend {
         let (gs, gl) = gamma.storage_and_layout();
         let (bs, bl) = beta.storage_and_layout();
         let mut y = vec![0f32; x.elem_count()];
-        par::layer_norm(
+        kernel(
             host(&xs, xl)?,
             &mut y,
             d,
@@ -125,6 +181,35 @@ impl CpuBackend {
         shape: AttentionShape,
         key_mask: &[f32],
         want_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        self.attention_on(q, k, v, shape, key_mask, want_probs, par::attention)
+    }
+
+    /// `attention` on [`avx2`]'s kernel: the native path on x86-64 with AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    pub fn attention_avx2(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        shape: AttentionShape,
+        key_mask: &[f32],
+        want_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        self.attention_on(q, k, v, shape, key_mask, want_probs, avx2::attention)
+    }
+
+    /// Checks the shapes, builds the key bias and runs `kernel` on the host slices.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_on(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        shape: AttentionShape,
+        key_mask: &[f32],
+        want_probs: bool,
+        kernel: HostAttention,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let AttentionShape { batch, seq, heads } = shape;
         let (rows, d) = q.dims2().map_err(err)?;
@@ -153,7 +238,7 @@ impl CpuBackend {
         let (qs, ql) = q.storage_and_layout();
         let (ks, kl) = k.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
-        let ctx = par::attention(
+        let ctx = kernel(
             host(&qs, ql)?,
             host(&ks, kl)?,
             host(&vs, vl)?,
@@ -172,6 +257,12 @@ impl CpuBackend {
     }
 }
 
+/// A LayerNorm kernel on host slices: `(x, y, d, gamma, beta, eps)`.
+type HostLayerNorm = fn(&[f32], &mut [f32], usize, &[f32], &[f32], f32);
+
+/// An attention kernel on host slices: `simd`'s (through `par`) or `avx2`'s.
+type HostAttention = fn(&[f32], &[f32], &[f32], usize, usize, usize, &[f32], Option<&mut [f32]>) -> Vec<f32>;
+
 /// `t` itself when contiguous (a cheap clone), else a contiguous copy.
 fn contiguous(t: &Tensor) -> Result<Tensor> {
     t.contiguous().map_err(err)
@@ -188,7 +279,8 @@ fn host<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// The wasm build takes [`simd`]'s kernels; native builds keep candle's.
+/// The wasm build takes [`simd`]'s kernels; native x86-64 builds [`avx2`]'s where the CPU
+/// has AVX2 + FMA, candle's elsewhere.
 const USE_SIMD: bool = cfg!(target_arch = "wasm32");
 
 impl Backend for CpuBackend {
@@ -211,6 +303,9 @@ impl Backend for CpuBackend {
     /// matrix, which `gemm` reads in place instead of packing all of it on every call (at a
     /// few tokens that packing cost as much as the product). The wasm kernels read `[out, in]`
     /// rows directly, so there the layout stays.
+    ///
+    /// On x86-64 CPUs without AVX-512 the weight is instead packed for [`avx2`]'s AVX2
+    /// kernel, as a `[out / NR, in, NR]` tensor that only `linear` reads.
     fn upload_linear_weight(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         if USE_SIMD || shape.len() != 2 {
             return self.upload(data, shape);
@@ -218,6 +313,15 @@ impl Backend for CpuBackend {
         let (out, inp) = (shape[0], shape[1]);
         if data.len() != out * inp {
             return self.upload(data, shape);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::packs(out, inp) {
+            return Tensor::from_vec(
+                avx2::pack(data, out, inp),
+                (out / avx2::NR, inp, avx2::NR),
+                &Device::Cpu,
+            )
+            .map_err(err);
         }
         // In 32 × 32 blocks, so both sides stay in cache.
         let mut t = vec![0f32; data.len()];
@@ -248,6 +352,9 @@ impl Backend for CpuBackend {
         if USE_SIMD {
             return self.linear_simd(x, w, b, false);
         }
+        if w.rank() == 3 {
+            return self.linear_avx2(x, w, b, false);
+        }
         let y = x.matmul(&w.t().map_err(err)?).map_err(err)?;
         match b {
             Some(b) => y.broadcast_add(b).map_err(err),
@@ -258,6 +365,9 @@ impl Backend for CpuBackend {
     fn linear_gelu(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         if USE_SIMD {
             return self.linear_simd(x, w, b, true);
+        }
+        if w.rank() == 3 {
+            return self.linear_avx2(x, w, b, true);
         }
         self.gelu(&self.linear(x, w, b)?)
     }
@@ -284,6 +394,10 @@ impl Backend for CpuBackend {
     fn layer_norm(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
         if USE_SIMD {
             return self.layer_norm_simd(x, gamma, beta, eps);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            return self.layer_norm_avx2(x, gamma, beta, eps);
         }
         let f = || -> candle_core::Result<Tensor> {
             let mean = x.mean_keepdim(D::Minus1)?;
@@ -315,6 +429,10 @@ impl Backend for CpuBackend {
     ) -> Result<(Tensor, Option<Tensor>)> {
         if USE_SIMD {
             return self.attention_simd(q, k, v, shape, key_mask, want_probs);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            return self.attention_avx2(q, k, v, shape, key_mask, want_probs);
         }
         let AttentionShape { batch, seq, heads } = shape;
         let f = || -> candle_core::Result<(Tensor, Option<Tensor>)> {

@@ -9,9 +9,8 @@
 //! One portable implementation of the blocking and the edge tiles, over a thin 4-lane
 //! vector type [`V4`]: `core::arch::wasm32` SIMD128 on wasm32, a plain `[f32; 4]` with
 //! the same operation order elsewhere, so that `cargo test` (tests/cpu_simd.rs) checks
-//! the same code natively against candle on odd shapes. Natively the backend keeps
-//! candle (the `gemm` crate's AVX2/AVX-512 kernels are faster there); `CpuBackend` picks
-//! these kernels on wasm32 only.
+//! the same code natively against candle on odd shapes. Native builds run `avx2`'s
+//! 8-lane kernels instead (or candle's); `CpuBackend` picks these on wasm32 only.
 //!
 //! The weights need no packing: `x · wᵀ` with `w [out, in]` row-major is a product of
 //! rows by rows, so the micro-kernel takes dot products of `R` rows of `x` with `C` rows
