@@ -650,7 +650,7 @@ fn serve(dir: &Path, o: &Opts, threads: usize) -> BenchResult<()> {
     writeln!(
         out,
         "{}",
-        json!({"ready": true, "engine": "webformer", "threads": threads})
+        json!({"ready": true, "engine": "webformer", "threads": threads, "kernels": webformer::engine::backend::cpu::kernels()})
     )?;
     out.flush()?;
     let mut loaded: Option<(String, Model<CpuBackend>)> = None;

@@ -63,7 +63,7 @@ for T in $THREADS; do
         --runs "$RUNS" --min-time "$MIN_TIME" <"$tmp/p.in" >"$tmp/p.out" 2>"$tmp/p.err" &
     pids+=($!)
     exec 5>"$tmp/p.in" 6<"$tmp/p.out"
-    read -r ready <&4 && echo "ours: $ready" >&2
+    read -r ready <&4 && echo "ours: $ready" >&2 && echo "$ready" >"$tmp/ours-ready.json"
     read -r ready <&6 && echo "pytorch: $ready" >&2
     i=0
     for c in "${CONFIGS[@]}"; do
@@ -87,16 +87,17 @@ for T in $THREADS; do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-"$PY" - "$results" "$started" "$load_before" "$load_after" "$RUNS" "$MIN_TIME" <<'EOF'
+"$PY" - "$results" "$started" "$load_before" "$load_after" "$RUNS" "$MIN_TIME" "$tmp/ours-ready.json" <<'EOF'
 import json, platform, subprocess, sys
-path, started, before, after, runs, min_time = sys.argv[1:]
+path, started, before, after, runs, min_time, ready = sys.argv[1:]
+kernels = json.load(open(ready)).get("kernels", "?")
 rows = [json.loads(l) for l in open(path)]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 torch = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
 attn = rows[0]["pytorch"].get("attn_implementation", "?") if rows else "?"
 print(f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPUs; "
       f"{started}; load average (1/5/15 min) {before} before, {after} after.")
-print(f"Ours: CPU backend (candle), RAYON_NUM_THREADS=T. PyTorch {torch}, torch.set_num_threads(T), "
+print(f"Ours: CPU backend ({kernels}), RAYON_NUM_THREADS=T. PyTorch {torch}, torch.set_num_threads(T), "
       f"attention {attn}, inference_mode. Median ms of >= {runs} runs and >= {min_time} s after warm-up, "
       "ours and PyTorch alternated per configuration. The fastest run (min) is less "
       "sensitive to other processes on the machine than the median.")

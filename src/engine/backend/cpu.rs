@@ -2,9 +2,8 @@
 //!
 //! The hot ops (linear, attention, LayerNorm, GELU) run on our own kernels instead of
 //! candle's multi-pass ones: on wasm32 the SIMD128 kernels in [`simd`], on x86-64 with
-//! AVX2 + FMA those in [`avx2`] (linear layers on weights packed once at load; where the
-//! CPU has AVX-512, linear layers stay on `gemm`'s AVX-512 kernels). Elsewhere natively,
-//! candle's ops. The `*_simd` and `*_avx2` methods are public so that tests run each path
+//! AVX2 + FMA those in [`avx2`] (linear layers on weights packed once at load).
+//! Elsewhere natively, candle's ops. The `*_simd` and `*_avx2` methods are public so that tests run each path
 //! natively against candle.
 
 #[cfg(target_arch = "x86_64")]
@@ -33,10 +32,25 @@ pub fn set_threads(n: usize) {
 /// [`KERNELS`] with the thread count where there is more than one, e.g.
 /// "wasm SIMD + FMA, 2 threads".
 pub fn kernels() -> String {
+    let k = selected_kernels();
     match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => KERNELS.to_string(),
-        n => format!("{KERNELS}, {n} threads"),
+        1 => k.to_string(),
+        n => format!("{k}, {n} threads"),
     }
+}
+
+/// [`KERNELS`], or natively on x86-64 which kernels this CPU gets ([`avx2`]).
+fn selected_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::packs_linear() {
+            return "native AVX2 + FMA";
+        }
+        if avx2::available() {
+            return "native gemm linear, AVX2 + FMA attention";
+        }
+    }
+    KERNELS
 }
 
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, D};
@@ -304,8 +318,8 @@ impl Backend for CpuBackend {
     /// few tokens that packing cost as much as the product). The wasm kernels read `[out, in]`
     /// rows directly, so there the layout stays.
     ///
-    /// On x86-64 CPUs without AVX-512 the weight is instead packed for [`avx2`]'s AVX2
-    /// kernel, as a `[out / NR, in, NR]` tensor that only `linear` reads.
+    /// On x86-64 CPUs with AVX2 + FMA the weight is instead packed for [`avx2`]'s kernel, as
+    /// a `[out / NR, in, NR]` tensor that only `linear` reads.
     fn upload_linear_weight(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         if USE_SIMD || shape.len() != 2 {
             return self.upload(data, shape);

@@ -40,20 +40,14 @@ pub fn available() -> bool {
     *AVAILABLE.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
-/// Whether linear layers use the packed kernel: where AVX2 + FMA are and AVX-512 is not
-/// (there `gemm`'s AVX-512 kernels on transposed weights were measured; this one was not).
-/// `WEBFORMER_LINEAR=packed` or `=gemm` overrides the choice, for A/B benchmarks. Attention
-/// and LayerNorm take these kernels wherever AVX2 + FMA are ([`available`]).
+/// Whether linear layers use the packed kernel: wherever AVX2 + FMA are, AVX-512 CPUs
+/// included (on one, `gemm`'s AVX-512 kernels on transposed weights ran at 1.0-1.8× PyTorch's
+/// time; this kernel at 0.4-1.1× on an AVX2 CPU; see bench/README.md). `WEBFORMER_LINEAR=gemm`
+/// selects `gemm` instead, for A/B benchmarks. Attention and LayerNorm take these kernels
+/// wherever AVX2 + FMA are ([`available`]).
 pub fn packs_linear() -> bool {
     static CHOSEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CHOSEN.get_or_init(|| {
-        available()
-            && match std::env::var("WEBFORMER_LINEAR").as_deref() {
-                Ok("packed") => true,
-                Ok("gemm") => false,
-                _ => !is_x86_feature_detected!("avx512f"),
-            }
-    })
+    *CHOSEN.get_or_init(|| available() && std::env::var("WEBFORMER_LINEAR").as_deref() != Ok("gemm"))
 }
 
 /// Whether `upload_linear_weight` packs a weight `[out, inp]`: `out` must fill whole panels.
