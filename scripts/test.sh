@@ -23,6 +23,10 @@ cargo clippy --locked --lib --bin webformer-worker-threads --features threads --
 step "cargo test (engine, CLI and worker service natively; WebGPU on Vulkan)"
 mkdir -p -m 700 "${XDG_RUNTIME_DIR:=/tmp/webformer-xdg}" && export XDG_RUNTIME_DIR
 cargo test --locked
+# On x86-64 with AVX2 + FMA linear layers run the packed kernel (src/engine/backend/cpu/avx2.rs);
+# the model tests again on gemm's path, which other CPUs (and WEBFORMER_LINEAR=gemm) take.
+step "cargo test: goldens, batch invariance and the real MiniLM on gemm's linear path"
+WEBFORMER_LINEAR=gemm cargo test --locked --test engine_goldens --test batch_invariance --test minilm_real
 
 step "release wasm build (the page, three worker builds)"
 scripts/build-web.sh
