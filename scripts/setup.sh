@@ -37,17 +37,20 @@ elif timeout 300 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
   say "wasm32 target: added with rustup"
 else
   say "wasm32 target: rustup cannot fetch it here; using Debian's rustc-web with -Z build-std"
-  apt_install rustc-web cargo-web rust-web-src lld-22
+  apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22
   rustup toolchain list | grep -q '^web' || rustup toolchain link web /usr
   wasm_env='export RUSTUP_TOOLCHAIN=web RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort'
 fi
 
 # --- std with atomics, for the threaded worker (scripts/threads-worker.sh) ----------------
+# rust-web-llvm provides /usr/bin/rust-lld (on lld-22), the wasm linker: only recommended by
+# rustc-web, so named here, since --no-install-recommends leaves it out (seen 2026-12-07 with
+# rustc-web 1.96.0+dfsg1-1~deb12u2: "linker `rust-lld` not found").
 # Shared wasm memory needs std rebuilt with atomics (-Z build-std), whichever std the rest
 # uses: Debian's rustc-web carries the std source (a laptop may point
 # WEBFORMER_THREADS_TOOLCHAIN at a nightly with rust-src instead).
 if [ -z "${WEBFORMER_THREADS_TOOLCHAIN:-}" ]; then
-  apt_install rustc-web cargo-web rust-web-src lld-22
+  apt_install rustc-web cargo-web rust-web-src rust-web-llvm lld-22
   rustup toolchain list | grep -q '^web' || rustup toolchain link web /usr
 fi
 
