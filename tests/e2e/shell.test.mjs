@@ -20,8 +20,9 @@ test('mounts, tokenizes in the worker, reports the WebGPU adapter, no console er
   try {
     const { page, problems } = await open(browser.context, server.url);
     const status = page.getByTestId('backend-status');
+    // Until the page mounts there is no status element at all: wait for a settled value.
     await page.waitForFunction(
-      () => document.querySelector('[data-testid=backend-status]')?.dataset.backend !== 'pending',
+      () => !['pending', undefined].includes(document.querySelector('[data-testid=backend-status]')?.dataset.backend),
       null,
       { timeout: 60_000 },
     );
