@@ -10,31 +10,6 @@ use candle_core::{Device, Tensor};
 use webformer::engine::backend::cpu::{avx2, simd, CpuBackend};
 use webformer::engine::backend::Backend;
 
-fn gelu64(x: f64) -> f64 {
-    0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2))
-}
-
-/// erf in f64: Taylor series below 3, the erfc continued fraction beyond (where the series
-/// would cancel catastrophically).
-fn erf64(x: f64) -> f64 {
-    let a = x.abs();
-    let r = if a < 3.0 {
-        let (mut sum, mut term) = (0.0, a);
-        for n in 0..100 {
-            sum += term / (2 * n + 1) as f64;
-            term *= -a * a / (n + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        let mut f = a;
-        for k in (1..60).rev() {
-            f = a + (k as f64 / 2.0) / f;
-        }
-        1.0 - (-a * a).exp() / (f * std::f64::consts::PI.sqrt())
-    };
-    r.copysign(x)
-}
-
 fn reference(
     x: &[f32],
     w: &[f32],
@@ -53,7 +28,7 @@ fn reference(
             if let Some(b) = bias {
                 s += b[j] as f64;
             }
-            y[i * out + j] = if gelu { gelu64(s) } else { s };
+            y[i * out + j] = if gelu { common::gelu64(s) } else { s };
         }
     }
     y

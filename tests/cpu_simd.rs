@@ -15,40 +15,6 @@ fn rand(seed: u64, len: usize) -> Vec<f32> {
     common::values(len, seed, 1.0)
 }
 
-fn gelu64(x: f64) -> f64 {
-    // erf by its series / continued fraction is not in std: use a high-precision rational
-    // approximation (W. J. Cody), good to ~1e-15 here.
-    0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2))
-}
-
-fn erf64(x: f64) -> f64 {
-    // Taylor series for |x| < 3, complement asymptotics beyond (f64 is plenty for 1e-6 checks).
-    let a = x.abs();
-    let r = if a < 3.0 {
-        let mut sum = 0.0;
-        let mut term = a;
-        let mut n = 0.0;
-        loop {
-            let t = term / (2.0 * n + 1.0);
-            sum += t;
-            if t.abs() < 1e-17 {
-                break;
-            }
-            n += 1.0;
-            term *= -a * a / n;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        // erfc continued fraction (Lentz), converges fast for a >= 3.
-        let mut f = a;
-        for k in (1..60).rev() {
-            f = a + (k as f64 / 2.0) / f;
-        }
-        1.0 - (-a * a).exp() / (f * std::f64::consts::PI.sqrt())
-    };
-    r.copysign(x)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn reference_nt(
     a: &[f32],
@@ -71,7 +37,7 @@ fn reference_nt(
             if let Some(bias) = bias {
                 s += bias[j] as f64;
             }
-            out[i * m + j] = if gelu { gelu64(s) } else { s };
+            out[i * m + j] = if gelu { common::gelu64(s) } else { s };
         }
     }
     out
@@ -177,7 +143,7 @@ fn gelu_and_softmax_accuracy() {
     let mut ys = xs.clone();
     simd::gelu_inplace(&mut ys);
     for (&x, &y) in xs.iter().zip(&ys) {
-        let want = gelu64(x as f64);
+        let want = common::gelu64(x as f64);
         assert!(
             (y as f64 - want).abs() < 2e-6 * (1.0 + want.abs()),
             "gelu({x}) = {y}, want {want}"

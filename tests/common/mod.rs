@@ -149,3 +149,29 @@ pub fn webformer(args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
         String::from_utf8(out.stderr).unwrap(),
     )
 }
+
+/// GELU (erf form) in f64, the reference for the CPU kernels' GELU.
+pub fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2))
+}
+
+/// erf in f64: Taylor series below 3, the erfc continued fraction beyond (where the series
+/// would cancel catastrophically). Good to ~1e-15 here.
+pub fn erf64(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 3.0 {
+        let (mut sum, mut term) = (0.0, a);
+        for n in 0..100 {
+            sum += term / (2 * n + 1) as f64;
+            term *= -a * a / (n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let mut f = a;
+        for k in (1..60).rev() {
+            f = a + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-a * a).exp() / (f * std::f64::consts::PI.sqrt())
+    };
+    r.copysign(x)
+}

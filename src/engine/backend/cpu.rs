@@ -73,8 +73,48 @@ impl CpuBackend {
 
     /// `linear` (and `linear_gelu` with `gelu`) on [`simd`]'s kernels: the wasm32 path.
     pub fn linear_simd(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
-        let (n, k) = x.dims2().map_err(err)?;
         let (m, kw) = w.dims2().map_err(err)?;
+        self.linear_on(x, w, b, m, kw, |x, w, bias, n, k| {
+            let mut y = vec![0f32; n * m];
+            let ep = simd::Epilogue {
+                col_bias: bias,
+                gelu,
+                ..simd::Epilogue::NONE
+            };
+            par::matmul_nt(x, k, w, k, &mut y, m, n, m, k, ep);
+            y
+        })
+    }
+
+    /// `linear` (and `linear_gelu`) on a weight that `upload_linear_weight` packed for
+    /// [`avx2`]'s kernel (a `[out / NR, in, NR]` tensor).
+    #[cfg(target_arch = "x86_64")]
+    fn linear_avx2(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
+        let (panels, kw, nr) = w.dims3().map_err(err)?;
+        if nr != avx2::NR {
+            return Err(EngineError::Compute(format!(
+                "linear: a packed weight {:?}",
+                w.dims()
+            )));
+        }
+        let m = panels * nr;
+        self.linear_on(x, w, b, m, kw, |x, w, bias, n, k| {
+            avx2::linear(x, n, k, w, m, bias, gelu)
+        })
+    }
+
+    /// Checks `x [n, k] · w [m, kw]ᵀ + bias` and hands `kernel` the host slices of `x`, `w`
+    /// (in whatever layout it was stored) and the bias, with `n` and `k`.
+    fn linear_on(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        m: usize,
+        kw: usize,
+        kernel: impl FnOnce(&[f32], &[f32], Option<&[f32]>, usize, usize) -> Vec<f32>,
+    ) -> Result<Tensor> {
+        let (n, k) = x.dims2().map_err(err)?;
         if kw != k || b.is_some_and(|b| b.elem_count() != m) {
             return Err(EngineError::Compute(format!(
                 "linear: x [{n}, {k}] · w [{m}, {kw}]ᵀ + bias {:?}",
@@ -89,49 +129,8 @@ impl CpuBackend {
             Some((s, l)) => Some(host(s, l)?),
             None => None,
         };
-        let mut y = vec![0f32; n * m];
-        let ep = simd::Epilogue {
-            col_bias: bias,
-            gelu,
-            ..simd::Epilogue::NONE
-        };
-        par::matmul_nt(host(&xs, xl)?, k, host(&ws, wl)?, k, &mut y, m, n, m, k, ep);
+        let y = kernel(host(&xs, xl)?, host(&ws, wl)?, bias, n, k);
         Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
-    }
-
-    /// `linear` (and `linear_gelu`) on a weight that `upload_linear_weight` packed for
-    /// [`avx2`]'s kernel (a `[out / NR, in, NR]` tensor).
-    fn linear_avx2(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let (n, k) = x.dims2().map_err(err)?;
-            let (panels, kw, nr) = w.dims3().map_err(err)?;
-            let m = panels * nr;
-            if kw != k || nr != avx2::NR || b.is_some_and(|b| b.elem_count() != m) {
-                return Err(EngineError::Compute(format!(
-                    "linear: x [{n}, {k}] · w [{m}, {kw}]ᵀ + bias {:?}",
-                    b.map(|b| b.dims().to_vec())
-                )));
-            }
-            let (x, w, b) = (contiguous(x)?, contiguous(w)?, b.map(contiguous).transpose()?);
-            let (xs, xl) = x.storage_and_layout();
-            let (ws, wl) = w.storage_and_layout();
-            let bs = b.as_ref().map(|b| b.storage_and_layout());
-            let bias = match &bs {
-                Some((s, l)) => Some(host(s, l)?),
-                None => None,
-            };
-            let y = avx2::linear(host(&xs, xl)?, n, k, host(&ws, wl)?, m, bias, gelu);
-            Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (x, b, gelu);
-            Err(EngineError::Compute(format!(
-                "linear: a packed weight {:?} on a CPU without the packed kernel",
-                w.dims()
-            )))
-        }
     }
 
     /// `gelu` on [`simd`]'s vectorised erf: the wasm32 path.
@@ -366,6 +365,7 @@ impl Backend for CpuBackend {
         if USE_SIMD {
             return self.linear_simd(x, w, b, false);
         }
+        #[cfg(target_arch = "x86_64")]
         if w.rank() == 3 {
             return self.linear_avx2(x, w, b, false);
         }
@@ -380,6 +380,7 @@ impl Backend for CpuBackend {
         if USE_SIMD {
             return self.linear_simd(x, w, b, true);
         }
+        #[cfg(target_arch = "x86_64")]
         if w.rank() == 3 {
             return self.linear_avx2(x, w, b, true);
         }

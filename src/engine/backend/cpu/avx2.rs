@@ -159,22 +159,8 @@ pub fn matmul(
     ldy: usize,
     ep: Epilogue,
 ) {
-    check(x, lda, n, inp, packed, out, y.len(), ldy, ep);
-    // SAFETY: checked above.
-    unsafe {
-        run(
-            x,
-            lda,
-            n,
-            inp,
-            packed,
-            out,
-            SendPtr(y.as_mut_ptr()),
-            ldy,
-            ep,
-            0..out.div_ceil(NR),
-        )
-    };
+    // SAFETY: y is y.len() floats, all ours.
+    unsafe { matmul_raw(x, lda, n, inp, packed, out, y.as_mut_ptr(), y.len(), ldy, ep) }
 }
 
 /// [`matmul`] into `y_len` floats at `y`, which other threads may be writing elsewhere.
