@@ -122,3 +122,70 @@ fn one_thread_is_the_plain_kernel() {
     assert_eq!(split, 1);
     same_bits("one thread", &got, &want);
 }
+
+#[test]
+fn team_runs_every_task_once_and_helpers_take_some() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    use webformer::engine::backend::cpu::team;
+
+    in_pool(3, || {
+        let caller = std::thread::current().id();
+        // Many short jobs back to back: helpers still claiming from one job while the next
+        // is posted is where a claim could go to the wrong job.
+        for round in 0..20_000 {
+            let tasks = 1 + round % 13 + (round % 101 == 0) as usize * 150;
+            let runs: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+            team::run(tasks, &|i| {
+                runs[i].fetch_add(1, Ordering::Relaxed);
+            });
+            for (i, r) in runs.iter().enumerate() {
+                assert_eq!(
+                    r.load(Ordering::Relaxed),
+                    1,
+                    "round {round}: task {i} ran {r:?} times"
+                );
+            }
+        }
+        // A helper takes a task: the caller's tasks wait (up to 20 s) until one has.
+        let helped = AtomicBool::new(false);
+        team::run(8, &|_| {
+            if std::thread::current().id() != caller {
+                helped.store(true, Ordering::Release);
+            } else {
+                let t0 = Instant::now();
+                while !helped.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(20) {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        assert!(
+            helped.load(Ordering::Acquire),
+            "no helper thread took a task within 20 s"
+        );
+    });
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_the_team_goes_on() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use webformer::engine::backend::cpu::team;
+
+    in_pool(3, || {
+        for _ in 0..50 {
+            let caught = std::panic::catch_unwind(|| {
+                team::run(16, &|i| {
+                    if i == 5 {
+                        panic!("task 5 fails");
+                    }
+                })
+            });
+            assert!(caught.is_err(), "the panic of task 5 was lost");
+        }
+        let count = AtomicUsize::new(0);
+        team::run(40, &|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 40);
+    });
+}

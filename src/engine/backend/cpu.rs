@@ -10,6 +10,7 @@
 pub mod avx2;
 pub mod par;
 pub mod simd;
+pub mod team;
 
 /// What this build's CPU path is, for the status line: the browser has two worker builds
 /// (index.html), the second with relaxed SIMD's fused multiply-add in [`simd`].

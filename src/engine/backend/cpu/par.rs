@@ -1,4 +1,5 @@
-//! [`simd`]'s kernels split over rayon's pool.
+//! [`simd`]'s kernels split over rayon's pool, through [`team`]'s helpers that stay awake
+//! between kernels.
 //!
 //! In the browser's threaded worker build (a cross-origin isolated page) the pool is the
 //! worker's own thread plus helper Web Workers sharing the wasm memory (`worker::threads`);
@@ -6,9 +7,43 @@
 //! straight to [`simd`]. The splits never change how one output element is summed, so the
 //! threaded results equal the single-thread ones bit for bit (`tests/cpu_threads.rs`).
 
-use rayon::prelude::*;
+use std::sync::OnceLock;
 
 use super::simd::{self, Epilogue};
+use super::team;
+
+/// Each task's result, set once by whichever thread ran it.
+fn results<T>(tasks: usize) -> Vec<OnceLock<T>> {
+    (0..tasks).map(|_| OnceLock::new()).collect()
+}
+
+/// Disjoint `len`-float chunks of one buffer, one per task, handed out by index.
+struct Chunks {
+    ptr: *mut f32,
+    total: usize,
+    len: usize,
+}
+// SAFETY: each task takes a different chunk (`get` with its own index), so no two threads
+// touch the same floats.
+unsafe impl Sync for Chunks {}
+
+impl Chunks {
+    fn new(buf: &mut [f32], len: usize) -> Self {
+        Chunks {
+            ptr: buf.as_mut_ptr(),
+            total: buf.len(),
+            len,
+        }
+    }
+    /// # Safety
+    /// Each `i` is taken by one task only, while the buffer lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, i: usize) -> &mut [f32] {
+        let start = (i * self.len).min(self.total);
+        let end = (start + self.len).min(self.total);
+        std::slice::from_raw_parts_mut(self.ptr.add(start), end - start)
+    }
+}
 
 /// Multiply-adds below which a thread's share is not worth waking a helper for (a wake-up
 /// costs tens of µs; this is ~10 µs of kernel time).
@@ -55,21 +90,21 @@ pub fn matmul_nt(
         .min(m.div_ceil(MIN_BLOCK_COLUMNS))
         .max(threads);
     let width = m.div_ceil(count).div_ceil(4) * 4;
-    let blocks: Vec<(usize, Vec<f32>)> = (0..m.div_ceil(width))
-        .into_par_iter()
-        .map(|blk| {
-            let j0 = blk * width;
-            let cols = width.min(m - j0);
-            let mut out = vec![0f32; n * cols];
-            let ep = Epilogue {
-                col_bias: ep.col_bias.map(|bias| &bias[j0..]),
-                ..ep
-            };
-            simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, &mut out, cols, n, cols, k, ep);
-            (j0, out)
-        })
-        .collect();
-    for (j0, out) in blocks {
+    let blocks = results::<Vec<f32>>(m.div_ceil(width));
+    team::run(blocks.len(), &|blk| {
+        let j0 = blk * width;
+        let cols = width.min(m - j0);
+        let mut out = vec![0f32; n * cols];
+        let ep = Epilogue {
+            col_bias: ep.col_bias.map(|bias| &bias[j0..]),
+            ..ep
+        };
+        simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, &mut out, cols, n, cols, k, ep);
+        let _ = blocks[blk].set(out);
+    });
+    for (blk, out) in blocks.into_iter().enumerate() {
+        let out = out.into_inner().expect("team::run ran every block");
+        let j0 = blk * width;
         let cols = out.len() / n;
         for (i, row) in out.chunks_exact(cols).enumerate() {
             c[i * ldc + j0..i * ldc + j0 + cols].copy_from_slice(row);
@@ -84,9 +119,13 @@ pub fn layer_norm(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32
         return simd::layer_norm(x, y, d, gamma, beta, eps);
     }
     let rows = (x.len() / d).div_ceil(threads);
-    x.par_chunks(rows * d)
-        .zip(y.par_chunks_mut(rows * d))
-        .for_each(|(x, y)| simd::layer_norm(x, y, d, gamma, beta, eps));
+    assert_eq!(x.len(), y.len(), "layer_norm: x and y differ in length");
+    let ys = Chunks::new(y, rows * d);
+    team::run(x.len().div_ceil(rows * d), &|i| {
+        let x = &x[i * rows * d..((i + 1) * rows * d).min(x.len())];
+        // SAFETY: task i alone takes chunk i.
+        simd::layer_norm(x, unsafe { ys.get(i) }, d, gamma, beta, eps)
+    });
 }
 
 /// [`simd::gelu_inplace`] over blocks.
@@ -97,7 +136,10 @@ pub fn gelu_inplace(xs: &mut [f32]) {
         return simd::gelu_inplace(xs);
     }
     let len = xs.len().div_ceil(threads).div_ceil(4) * 4;
-    xs.par_chunks_mut(len).for_each(simd::gelu_inplace);
+    let tasks = xs.len().div_ceil(len);
+    let chunks = Chunks::new(xs, len);
+    // SAFETY: task i alone takes chunk i.
+    team::run(tasks, &|i| simd::gelu_inplace(unsafe { chunks.get(i) }));
 }
 
 /// [`simd::attention`] with the (sequence, head) pairs side by side: each pair computes its
@@ -130,24 +172,26 @@ pub fn attention(
         simd::attention_head(q, k, v, d, hd, seq, off, bias, scale, s, &mut out, hd);
         out
     };
-    let outs: Vec<Vec<f32>> = match probs {
+    let outs = results::<Vec<f32>>(batch * heads);
+    match probs {
         Some(p) => {
             assert!(
                 p.len() == batch * heads * seq * seq,
                 "attention: probs has the wrong size"
             );
-            p.par_chunks_mut(seq * seq)
-                .enumerate()
-                .map(|(bh, s)| head(bh, s))
-                .collect()
+            let ps = Chunks::new(p, seq * seq);
+            // SAFETY: task bh alone takes chunk bh.
+            team::run(outs.len(), &|bh| {
+                let _ = outs[bh].set(head(bh, unsafe { ps.get(bh) }));
+            });
         }
-        None => (0..batch * heads)
-            .into_par_iter()
-            .map_init(|| vec![0f32; seq * seq], |s, bh| head(bh, s))
-            .collect(),
-    };
+        None => team::run(outs.len(), &|bh| {
+            let _ = outs[bh].set(head(bh, &mut vec![0f32; seq * seq]));
+        }),
+    }
     let mut ctx = vec![0f32; q.len()];
-    for (bh, out) in outs.iter().enumerate() {
+    for (bh, out) in outs.into_iter().enumerate() {
+        let out = out.into_inner().expect("team::run ran every head");
         let (b, h) = (bh / heads, bh % heads);
         for (t, row) in out.chunks_exact(hd).enumerate() {
             let at = (b * seq + t) * d + h * hd;
