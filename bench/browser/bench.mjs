@@ -2,7 +2,7 @@
 // on all-MiniLM-L6-v2 in headless Chromium. Run through bench/browser/run.sh, which prepares
 // the ONNX export and node_modules; prints markdown to stdout, progress to stderr.
 //
-//   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N]
+//   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N] [--raw]
 //                                [--dist DIR] [--base DIR] [--kernels K] [--base-kernels K]
 //
 // --dist DIR: our site to time (default dist/). --base DIR: a second build of our site
@@ -141,6 +141,9 @@ async function main() {
         }
       }
       log(input.label, Object.entries(times[input.label]).map(([k, v]) => `${k} ${fmt(median(v))}`).join(', '));
+      if (args.includes('--raw')) {
+        for (const [k, v] of Object.entries(times[input.label])) log('  raw', k, v.map(fmt).join(' '));
+      }
     }
 
     const pings = [];
