@@ -112,7 +112,17 @@ pub fn run(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
             .compare_exchange_weak(have, have + 1, AcqRel, Acquire)
         {
             Ok(_) => {
-                rayon::spawn(spin);
+                // rayon puts the job on this thread's own queue, and this thread runs
+                // queued jobs itself whenever it waits inside rayon (candle's parallel
+                // element-wise ops do): it must not then spin in place of a helper.
+                let poster = rayon::current_thread_index();
+                rayon::spawn(move || {
+                    if poster.is_some() && rayon::current_thread_index() == poster {
+                        TEAM.spinning.fetch_sub(1, AcqRel);
+                    } else {
+                        spin();
+                    }
+                });
                 have += 1;
             }
             Err(now) => have = now,
