@@ -4,7 +4,7 @@
 //   node bench/browser/threads.mjs [--dist DIR] [--runs N]
 //
 // DIR is a built site (default dist/). Medians (minimum) of N interleaved runs after 5
-// warm-up rounds; progress to stderr, markdown to stdout.
+// warm-up rounds of every input; progress to stderr, markdown to stdout.
 import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
 import { launch } from '../../tests/e2e/browser.mjs';
@@ -45,9 +45,13 @@ try {
   log('threaded:', threaded.kernels, threaded.pong ?? '', '/ single:', single.kernels);
   if (threaded.kernels !== 'threads') throw new Error(`the threaded worker did not start: ${JSON.stringify(threaded)}`);
   const run = (key, texts) => page.evaluate(([k, t]) => window.bench.runOurs(k, t), [key, texts]);
+  // Warm-up over every input first, then a pause: V8 compiles hot functions of a big module
+  // with its optimising tier in the background, and the first input would otherwise be timed
+  // partly on baseline code.
+  for (let r = 0; r < 5; r++) for (const [, texts] of INPUTS) for (const k of ['t', 's']) await run(k, texts);
+  await new Promise((ok) => setTimeout(ok, 3000));
   const rows = [];
   for (const [label, texts] of INPUTS) {
-    for (let r = 0; r < 5; r++) for (const k of ['t', 's']) await run(k, texts);
     const t = { t: [], s: [] };
     for (let r = 0; r < RUNS; r++) for (const k of r % 2 ? ['t', 's'] : ['s', 't']) t[k].push((await run(k, texts)).ms);
     log(label, 'threaded', fmt(median(t.t)), 'single', fmt(median(t.s)));
