@@ -2,7 +2,7 @@
 // on all-MiniLM-L6-v2 in headless Chromium. Run through bench/browser/run.sh, which prepares
 // the ONNX export and node_modules; prints markdown to stdout, progress to stderr.
 //
-//   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N] [--raw]
+//   node bench/browser/bench.mjs [--runs N] [--no-threads] [--webgpu] [--webgpu-runs N] [--raw] [--blocks]
 //                                [--dist DIR] [--base DIR] [--kernels K] [--base-kernels K]
 //
 // --dist DIR: our site to time (default dist/). --base DIR: a second build of our site
@@ -21,6 +21,7 @@ import { serve } from './server.mjs';
 import { HERE, ROOT, args, opt, num, median, fmt } from './common.mjs';
 
 const RUNS = num('--runs', 9);
+const BLOCKS = args.includes('--blocks');
 const WEBGPU = args.includes('--webgpu');
 const WEBGPU_RUNS = num('--webgpu-runs', 1); // SwiftShader: 9-60 s a run
 const THREADS2 = !args.includes('--no-threads');
@@ -133,9 +134,14 @@ async function main() {
     const times = {};
     for (const input of INPUTS) {
       times[input.label] = Object.fromEntries(sides.map((s) => [s.name, []]));
-      for (let r = 0; r < RUNS; r++) {
+      // `--blocks`: each side's runs back to back instead of interleaved, so a side never
+      // starts while another's thread pool may still be spinning from its last run.
+      const order = BLOCKS
+        ? sides.flatMap((s) => Array.from({ length: RUNS }, () => [s]))
+        : Array.from({ length: RUNS }, (_, r) => sides.map((_, i) => sides[(i + r) % sides.length]));
+      for (const round of order) {
         // The order rotates run by run, so that neither side always follows the other.
-        for (const s of sides.map((_, i) => sides[(i + r) % sides.length])) {
+        for (const s of round) {
           await s.page.bringToFront();
           times[input.label][s.name].push((await s.run(input.texts)).ms);
         }
