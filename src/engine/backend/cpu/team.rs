@@ -6,8 +6,8 @@
 //! (`Atomics.notify`, then the helper Web Worker's thread getting scheduled) costs about as
 //! much as a kernel at a few tokens. A forward pass runs ~50 kernels in a row with short
 //! serial gaps, so at 32 tokens thread 0 spent 19% of the forward waiting for a woken helper
-//! and 3% waking it (`bench/README.md`, "Threads that stay awake"). ONNX Runtime's pool
-//! spins between operators for the same reason.
+//! and 3% waking it (`bench/README.md`, "Browser on an AVX2 host, and helper threads that
+//! stay awake"). ONNX Runtime's pool spins between operators for the same reason.
 //!
 //! The helpers are rayon jobs ([`rayon::spawn`]) that poll the counter and go back to
 //! rayon's pool (and to sleep) after [`SPIN_ROUNDS`] polls without work, a few
