@@ -18,7 +18,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { launch } from '../../tests/e2e/browser.mjs';
 import { serve } from './server.mjs';
-import { HERE, ROOT, args, opt, num, median, fmt } from './common.mjs';
+import { HERE, ROOT, INPUTS, args, opt, num, median, fmt } from './common.mjs';
 
 const RUNS = num('--runs', 9);
 const BLOCKS = args.includes('--blocks');
@@ -30,24 +30,6 @@ const BASE_KERNELS = opt('--base-kernels', null);
 const BASE = opt('--base', BASE_KERNELS ? DIST : null);
 const KERNELS = opt('--kernels', 'auto');
 const log = (...a) => console.error('[bench]', ...a);
-
-// Words that the BERT uncased vocabulary holds whole: N - 2 of them make N tokens with
-// [CLS] and [SEP]. The counts are checked with both tokenizers before timing.
-const WORDS = ('the quick brown fox jumps over a lazy dog and then runs into the big green field where many small ' +
-  'birds sing every morning while old men walk slowly along the river with their children who play games ' +
-  'near the water until the sun goes down behind the hills and it is time to go home for dinner').split(' ');
-function sentence(tokens, offset) {
-  const words = [];
-  for (let i = 0; i < tokens - 2; i++) words.push(WORDS[(offset + i) % WORDS.length]);
-  return words.join(' ');
-}
-const INPUTS = [
-  { label: '10 tokens', texts: [sentence(10, 0)], tokens: 10 },
-  { label: '32 tokens', texts: [sentence(32, 3)], tokens: 32 },
-  { label: '128 tokens', texts: [sentence(128, 7)], tokens: 128 },
-  { label: 'batch 8 × 32 tokens', texts: Array.from({ length: 8 }, (_, i) => sentence(32, 11 * i + 1)), tokens: 32 },
-];
-
 
 const mountsFor = (dist) => [
   ['/', dist],

@@ -16,24 +16,13 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { launch } from '../../tests/e2e/browser.mjs';
 import { serve } from './server.mjs';
-import { HERE, ROOT, opt, num } from './common.mjs';
+import { HERE, ROOT, INPUTS, opt, num } from './common.mjs';
 
 const DIST = opt('--dist', join(ROOT, 'dist'));
 const RUNS = num('--runs', 20);
 const INPUT = opt('--input', '128');
 const TOP = num('--top', 25);
 const log = (...a) => console.error('[profile]', ...a);
-
-const WORDS = ('the quick brown fox jumps over a lazy dog and then runs into the big green field where many small ' +
-  'birds sing every morning while old men walk slowly along the river with their children who play games ' +
-  'near the water until the sun goes down behind the hills and it is time to go home for dinner').split(' ');
-const sentence = (tokens, offset) => Array.from({ length: tokens - 2 }, (_, i) => WORDS[(offset + i) % WORDS.length]).join(' ');
-const INPUTS = {
-  10: [sentence(10, 0)],
-  32: [sentence(32, 3)],
-  128: [sentence(128, 7)],
-  b8x32: Array.from({ length: 8 }, (_, i) => sentence(32, 11 * i + 1)),
-};
 
 // Categories by function name (first match wins): our kernels, candle's and gemm's, libm.
 const CATEGORIES = [
@@ -91,8 +80,8 @@ async function main() {
     if (workers.length !== 1) throw new Error(`expected one worker target, found ${workers.length}`);
     const w = workers[0];
 
-    const texts = INPUTS[INPUT];
-    if (!texts) throw new Error(`--input: one of ${Object.keys(INPUTS).join(', ')}`);
+    const texts = INPUTS.find((i) => i.key === INPUT)?.texts;
+    if (!texts) throw new Error(`--input: one of ${INPUTS.map((i) => i.key).join(', ')}`);
     log('warm-up …');
     for (let i = 0; i < 5; i++) await page.evaluate((t) => window.bench.runOurs('cpu', t), texts);
 

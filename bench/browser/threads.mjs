@@ -9,22 +9,11 @@ import { join } from 'node:path';
 import { cpus, loadavg } from 'node:os';
 import { launch } from '../../tests/e2e/browser.mjs';
 import { serve } from './server.mjs';
-import { HERE, ROOT, opt, num, median, fmt } from './common.mjs';
+import { HERE, ROOT, INPUTS, opt, num, median, fmt } from './common.mjs';
 
 const DIST = opt('--dist', join(ROOT, 'dist'));
 const RUNS = num('--runs', 15);
 const log = (...a) => console.error('[threads]', ...a);
-
-const WORDS = ('the quick brown fox jumps over a lazy dog and then runs into the big green field where many small ' +
-  'birds sing every morning while old men walk slowly along the river with their children who play games ' +
-  'near the water until the sun goes down behind the hills and it is time to go home for dinner').split(' ');
-const sentence = (tokens, offset) => Array.from({ length: tokens - 2 }, (_, i) => WORDS[(offset + i) % WORDS.length]).join(' ');
-const INPUTS = [
-  ['10 tokens', [sentence(10, 0)]],
-  ['32 tokens', [sentence(32, 3)]],
-  ['128 tokens', [sentence(128, 7)]],
-  ['batch 8 × 32 tokens', Array.from({ length: 8 }, (_, i) => sentence(32, 11 * i + 1))],
-];
 
 const mounts = [
   ['/', DIST],
@@ -48,10 +37,10 @@ try {
   // Warm-up over every input first, then a pause: V8 compiles hot functions of a big module
   // with its optimising tier in the background, and the first input would otherwise be timed
   // partly on baseline code.
-  for (let r = 0; r < 5; r++) for (const [, texts] of INPUTS) for (const k of ['t', 's']) await run(k, texts);
+  for (let r = 0; r < 5; r++) for (const { texts } of INPUTS) for (const k of ['t', 's']) await run(k, texts);
   await new Promise((ok) => setTimeout(ok, 3000));
   const rows = [];
-  for (const [label, texts] of INPUTS) {
+  for (const { label, texts } of INPUTS) {
     const t = { t: [], s: [] };
     for (let r = 0; r < RUNS; r++) for (const k of r % 2 ? ['t', 's'] : ['s', 't']) t[k].push((await run(k, texts)).ms);
     log(label, 'threaded', fmt(median(t.t)), 'single', fmt(median(t.s)));
