@@ -72,9 +72,22 @@ impl CpuBackend {
         Self
     }
 
-    /// `linear` (and `linear_gelu` with `gelu`) on [`simd`]'s kernels: the wasm32 path.
+    /// `linear` (and `linear_gelu` with `gelu`) on [`simd`]'s kernels: the wasm32 path. `w`
+    /// is `[out, in]`, or what [`CpuBackend::pack_linear_simd`] made of it.
     pub fn linear_simd(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
-        let (m, kw) = w.dims2().map_err(err)?;
+        let packed = w.rank() == 3;
+        let (m, kw) = if packed {
+            let (tiles, blocks, sixteen) = w.dims3().map_err(err)?;
+            if sixteen != 16 {
+                return Err(EngineError::Compute(format!(
+                    "linear: a packed weight {:?}",
+                    w.dims()
+                )));
+            }
+            (tiles * 4, blocks * 4)
+        } else {
+            w.dims2().map_err(err)?
+        };
         self.linear_on(x, w, b, m, kw, |x, w, bias, n, k| {
             let mut y = vec![0f32; n * m];
             let ep = simd::Epilogue {
@@ -82,9 +95,28 @@ impl CpuBackend {
                 gelu,
                 ..simd::Epilogue::NONE
             };
-            par::matmul_nt(x, k, w, k, &mut y, m, n, m, k, ep);
+            if packed {
+                par::matmul_nt_packed(x, k, w, &mut y, m, n, m, k, ep);
+            } else {
+                par::matmul_nt(x, k, w, k, &mut y, m, n, m, k, ep);
+            }
             y
         })
+    }
+
+    /// A linear weight `[out, in]` reordered for [`simd::matmul_nt_packed`] (as a
+    /// `[out / 4, in / 4, 16]` tensor that only `linear` reads) where [`simd::packs_nt`]
+    /// allows, else as it is. What `upload_linear_weight` does on wasm32; public for tests.
+    pub fn pack_linear_simd(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        match *shape {
+            [out, inp] if simd::packs_nt(out, inp) && data.len() == out * inp => Tensor::from_vec(
+                simd::pack_nt(data, out, inp),
+                (out / 4, inp / 4, 16),
+                &Device::Cpu,
+            )
+            .map_err(err),
+            _ => self.upload(data, shape),
+        }
     }
 
     /// `linear` (and `linear_gelu`) on a weight that `upload_linear_weight` packed for
@@ -316,12 +348,16 @@ impl Backend for CpuBackend {
     /// its transpose (a strided `[out, in]` view): `x · wᵀ` then multiplies by a contiguous
     /// matrix, which `gemm` reads in place instead of packing all of it on every call (at a
     /// few tokens that packing cost as much as the product). The wasm kernels read `[out, in]`
-    /// rows directly, so there the layout stays.
+    /// rows directly: there the weight is only reordered in blocks of 4 rows
+    /// ([`CpuBackend::pack_linear_simd`]).
     ///
     /// On x86-64 CPUs with AVX2 + FMA the weight is instead packed for [`avx2`]'s kernel, as
     /// a `[out / NR, in, NR]` tensor that only `linear` reads.
     fn upload_linear_weight(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
-        if USE_SIMD || shape.len() != 2 {
+        if USE_SIMD {
+            return self.pack_linear_simd(data, shape);
+        }
+        if shape.len() != 2 {
             return self.upload(data, shape);
         }
         let (out, inp) = (shape[0], shape[1]);

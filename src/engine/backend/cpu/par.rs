@@ -76,16 +76,59 @@ pub fn matmul_nt(
     k: usize,
     ep: Epilogue,
 ) {
-    let threads = threads_for(n * m * k);
-    if threads <= 1 {
+    let block = |j0: usize, out: &mut [f32], cols: usize, ep: Epilogue| {
+        simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, out, cols, n, cols, k, ep)
+    };
+    if threads_for(n * m * k) <= 1 {
         return simd::matmul_nt(a, lda, b, ldb, c, ldc, n, m, k, ep);
     }
+    by_column_blocks(c, ldc, n, m, k, ep, &block);
+}
+
+/// [`simd::matmul_nt_packed`] split as [`matmul_nt`]: a block of whole tiles of the packed
+/// weight is one contiguous slice, at the same offset as in the row-major one.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt_packed(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let block = |j0: usize, out: &mut [f32], cols: usize, ep: Epilogue| {
+        simd::matmul_nt_packed(a, lda, &b[j0 * k..], out, cols, n, cols, k, ep)
+    };
+    if threads_for(n * m * k) <= 1 {
+        return simd::matmul_nt_packed(a, lda, b, c, ldc, n, m, k, ep);
+    }
+    by_column_blocks(c, ldc, n, m, k, ep, &block);
+}
+
+/// Computes columns `j0..j0 + cols` of a product into `out [n, cols]`: `(j0, out, cols, ep)`.
+type ColumnBlock<'a> = dyn Fn(usize, &mut [f32], usize, Epilogue) + Sync + 'a;
+
+/// Deals the columns `0..m` of `c [n, m]` out in blocks of whole micro-tiles (4 columns, so
+/// every element is summed as unsplit) to `block`.
+fn by_column_blocks(
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+    block: &ColumnBlock,
+) {
+    let threads = threads_for(n * m * k);
     assert!(
         ldc >= m && c.len() >= (n - 1) * ldc + m,
         "matmul_nt: c is too short"
     );
     // A few blocks per thread, so a thread that started late (a helper waking up) takes
-    // fewer; whole micro-tiles (4 columns) so every element is summed as unsplit.
+    // fewer.
     let count = (threads * BLOCKS_PER_THREAD)
         .min(m.div_ceil(MIN_BLOCK_COLUMNS))
         .max(threads);
@@ -99,7 +142,7 @@ pub fn matmul_nt(
             col_bias: ep.col_bias.map(|bias| &bias[j0..]),
             ..ep
         };
-        simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, &mut out, cols, n, cols, k, ep);
+        block(j0, &mut out, cols, ep);
         let _ = blocks[blk].set(out);
     });
     for (blk, out) in blocks.into_iter().enumerate() {

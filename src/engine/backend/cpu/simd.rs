@@ -12,9 +12,10 @@
 //! the same code natively against candle on odd shapes. Native builds run `avx2`'s
 //! 8-lane kernels instead (or candle's); `CpuBackend` picks these on wasm32 only.
 //!
-//! The weights need no packing: `x · wᵀ` with `w [out, in]` row-major is a product of
-//! rows by rows, so the micro-kernel takes dot products of `R` rows of `x` with `C` rows
-//! of `w` along `k`, four lanes at a time, and reduces the lanes once at the end.
+//! `x · wᵀ` with `w [out, in]` row-major is a product of rows by rows, so the micro-kernel
+//! takes dot products of `R` rows of `x` with `C` rows of `w` along `k`, four lanes at a
+//! time, and reduces the lanes once at the end. A linear's weight is reordered once at load
+//! ([`pack_nt`]) so that those `C` rows are one contiguous stream; the sums are the same.
 
 use std::ops::{Add, Div, Mul, Sub};
 
@@ -404,12 +405,78 @@ pub fn matmul_nt(
     if n == 0 || m == 0 {
         return;
     }
-    assert!(
-        lda >= k && ldb >= k && ldc >= m,
-        "matmul_nt: strides below the row length"
-    );
-    assert!(a.len() >= (n - 1) * lda + k, "matmul_nt: a is too short");
+    assert!(ldb >= k, "matmul_nt: strides below the row length");
     assert!(b.len() >= (m - 1) * ldb + k, "matmul_nt: b is too short");
+    matmul_nt_blocks::<false>(a, lda, b, ldb, c, ldc, n, m, k, ep);
+}
+
+/// Whether [`pack_nt`] takes a weight `[m, k]`: whole 4 × 4 blocks.
+pub fn packs_nt(m: usize, k: usize) -> bool {
+    m > 0 && k > 0 && m % 4 == 0 && k % 4 == 0
+}
+
+/// `b [m, k]` (row-major) in the order [`matmul_nt_packed`] reads it: for each block of 4
+/// rows, its 4 × 4 sub-blocks along `k`, each row's 4 values in turn (`[m/4][k/4][4][4]`).
+///
+/// Why: a micro-tile then reads one contiguous stream instead of 4 rows 4·k bytes apart,
+/// and consecutive tiles continue it, so at a few tokens (each weight byte fetched from
+/// memory once, used by few rows) the hardware prefetcher has the next bytes in cache in
+/// time. Same sums in the same order as [`matmul_nt`] on the unpacked `b`.
+pub fn pack_nt(b: &[f32], m: usize, k: usize) -> Vec<f32> {
+    assert!(packs_nt(m, k), "pack_nt: [{m}, {k}] is not whole 4 × 4 blocks");
+    assert_eq!(b.len(), m * k, "pack_nt: b is not [{m}, {k}]");
+    let mut out = Vec::with_capacity(m * k);
+    for rows in b.chunks_exact(4 * k) {
+        for p in (0..k).step_by(4) {
+            for q in 0..4 {
+                out.extend_from_slice(&rows[q * k + p..q * k + p + 4]);
+            }
+        }
+    }
+    out
+}
+
+/// [`matmul_nt`] with `b` as [`pack_nt`] left it (`packs_nt(m, k)` must hold).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt_packed(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    if n == 0 || m == 0 {
+        return;
+    }
+    assert!(
+        packs_nt(m, k),
+        "matmul_nt_packed: [{m}, {k}] is not whole 4 × 4 blocks"
+    );
+    assert!(b.len() >= m * k, "matmul_nt_packed: b is too short");
+    // Tile `j / 4` starts at `j · k`: the row-major offsets with `ldb = k`.
+    matmul_nt_blocks::<true>(a, lda, b, k, c, ldc, n, m, k, ep);
+}
+
+/// [`matmul_nt`] and [`matmul_nt_packed`] once `b` is checked.
+#[allow(clippy::too_many_arguments)]
+fn matmul_nt_blocks<const PACKED: bool>(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    assert!(lda >= k && ldc >= m, "matmul_nt: strides below the row length");
+    assert!(a.len() >= (n - 1) * lda + k, "matmul_nt: a is too short");
     assert!(c.len() >= (n - 1) * ldc + m, "matmul_nt: c is too short");
     if let Some(bias) = ep.col_bias {
         assert!(bias.len() >= m, "matmul_nt: bias is too short");
@@ -420,7 +487,7 @@ pub fn matmul_nt(
     let mut i0 = 0;
     while i0 < n {
         let i1 = n.min(i0 + block);
-        matmul_nt_rows(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
+        matmul_nt_rows::<PACKED>(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
         if ep.gelu {
             // A second pass over the block's rows (still in cache): inlined into the tiles,
             // the GELU code made V8 spill the accumulators (3x slower than this pass).
@@ -440,7 +507,7 @@ pub fn matmul_nt(
     target_feature(enable = "relaxed-simd")
 )]
 #[allow(clippy::too_many_arguments)]
-fn matmul_nt_rows(
+fn matmul_nt_rows<const PACKED: bool>(
     a: &[f32],
     lda: usize,
     b: &[f32],
@@ -463,17 +530,18 @@ fn matmul_nt_rows(
             let mut j = j0;
             while j < j1 {
                 let cols = C.min(j1 - j);
-                // SAFETY: matmul_nt's asserts bound every row read and written.
+                // SAFETY: the callers' asserts bound every row read and written; packed,
+                // m is whole tiles so `cols` is always 4.
                 unsafe {
                     match (rows, cols) {
-                        (2, 4) => tile_nt::<2, 4>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (1, 4) => tile_nt::<1, 4>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (2, 3) => tile_nt::<2, 3>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (1, 3) => tile_nt::<1, 3>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (2, 2) => tile_nt::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (1, 2) => tile_nt::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (2, _) => tile_nt::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        _ => tile_nt::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 4) => tile_nt::<2, 4, PACKED>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 4) => tile_nt::<1, 4, PACKED>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 3) => tile_nt::<2, 3, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 3) => tile_nt::<1, 3, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 2) => tile_nt::<2, 2, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 2) => tile_nt::<1, 2, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, _) => tile_nt::<2, 1, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        _ => tile_nt::<1, 1, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
                     }
                 }
                 j += cols;
@@ -484,13 +552,14 @@ fn matmul_nt_rows(
     }
 }
 
-/// One `RR × CC` tile of [`matmul_nt`] at row `i`, column `j`.
+/// One `RR × CC` tile of [`matmul_nt`] at row `i`, column `j`; `PACKED`: `b` as [`pack_nt`]
+/// left it (then `CC` is 4 and `k` a multiple of 4).
 ///
 /// # Safety
 /// Rows `i..i+RR` of `a`, `j..j+CC` of `b` (length `k`) and the tile of `c` must be in bounds.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn tile_nt<const RR: usize, const CC: usize>(
+unsafe fn tile_nt<const RR: usize, const CC: usize, const PACKED: bool>(
     a: &[f32],
     lda: usize,
     b: &[f32],
@@ -504,13 +573,18 @@ unsafe fn tile_nt<const RR: usize, const CC: usize>(
 ) {
     let ap: [*const f32; RR] = std::array::from_fn(|r| a.as_ptr().add((i + r) * lda));
     let bp: [*const f32; CC] = std::array::from_fn(|q| b.as_ptr().add((j + q) * ldb));
+    let tile = b.as_ptr().add(j * ldb);
     let mut acc = [[V4::zero(); CC]; RR];
     let k4 = k & !3;
     let mut p = 0;
     while p < k4 {
         let av: [V4; RR] = std::array::from_fn(|r| V4::load(ap[r].add(p)));
         for q in 0..CC {
-            let bv = V4::load(bp[q].add(p));
+            let bv = if PACKED {
+                V4::load(tile.add(4 * p + 4 * q))
+            } else {
+                V4::load(bp[q].add(p))
+            };
             for r in 0..RR {
                 acc[r][q] = acc[r][q].mul_add(av[r], bv);
             }
@@ -521,7 +595,7 @@ unsafe fn tile_nt<const RR: usize, const CC: usize>(
         let z = V4::zero();
         let get = |q: usize| if q < CC { acc[r][q] } else { z };
         let mut sums = V4::hsum4(get(0), get(1), get(2), get(3));
-        if k4 < k {
+        if !PACKED && k4 < k {
             // The k % 4 tail, scalar, after the lanes.
             let mut tail = [0f32; 4];
             for (q, t) in tail.iter_mut().enumerate().take(CC) {
