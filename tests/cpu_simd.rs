@@ -149,8 +149,22 @@ fn gelu_and_softmax_accuracy() {
             "gelu({x}) = {y}, want {want}"
         );
     }
+    // Four vectors at a time, one, and the scalar tail all give each element's own GELU,
+    // bit for bit, whatever the slice length and offset.
+    for len in [1usize, 5, 16, 17, 37, 64] {
+        let src: Vec<f32> = rand(len as u64 + 90, len).iter().map(|x| x * 12.0).collect();
+        let mut got = src.clone();
+        simd::gelu_inplace(&mut got);
+        for (i, (&x, &g)) in src.iter().zip(&got).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                simd::gelu_scalar(x).to_bits(),
+                "len {len}, element {i}: gelu({x})"
+            );
+        }
+    }
     // Softmax rows of odd lengths, with a masked entry (f32::MIN added) that must be 0.
-    for len in [1usize, 3, 4, 7, 13, 128] {
+    for len in [1usize, 3, 4, 7, 13, 37, 128] {
         let mut row = rand(len as u64, len)
             .iter()
             .map(|x| x * 20.0)
