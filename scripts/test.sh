@@ -27,6 +27,12 @@ cargo test --locked
 # the model tests again on gemm's path, which other CPUs (and WEBFORMER_LINEAR=gemm) take.
 step "cargo test: goldens, batch invariance and the real MiniLM on gemm's linear path"
 WEBFORMER_LINEAR=gemm cargo test --locked --test engine_goldens --test batch_invariance --test minilm_real
+# On CPUs with AVX-512 the packed kernel runs its AVX-512 tiles; the same tests on the AVX2
+# tile, which every other x86-64 CPU takes (tests/cpu_avx2.rs compares the two bit for bit).
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  step "cargo test: goldens, batch invariance and the real MiniLM on the AVX2 tile"
+  WEBFORMER_AVX512=0 cargo test --locked --test engine_goldens --test batch_invariance --test minilm_real
+fi
 
 step "release wasm build (the page, three worker builds)"
 scripts/build-web.sh

@@ -7,6 +7,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
+use webformer::engine::backend::cpu::avx2::Tile;
 use webformer::engine::backend::cpu::{avx2, simd, CpuBackend};
 use webformer::engine::backend::Backend;
 
@@ -41,34 +42,50 @@ fn need_kernel() -> bool {
     avx2::available()
 }
 
+/// The micro-tiles this CPU runs; says so where the AVX-512 one cannot be checked here.
+fn tiles() -> Vec<Tile> {
+    if !Tile::Avx512.available() {
+        eprintln!("this CPU lacks AVX-512F: only the AVX2 tile is checked here");
+    }
+    [Tile::Avx2, Tile::Avx512]
+        .into_iter()
+        .filter(|t| t.available())
+        .collect()
+}
+
 #[test]
 fn packed_linear_matches_reference_across_blocks() {
     if !need_kernel() {
         return;
     }
     let mut seed = 10;
-    // Rows around the 6-row tile and the 192-row block; inputs around the 256-input block.
-    for &n in &[1usize, 5, 6, 7, 13, 197] {
+    // Rows around the 6- and 14-row tiles and the 196-row block; inputs around the
+    // 256-input block; outputs as one panel, a pair, a pair and one more, and a partial last
+    // panel (20).
+    for &n in &[1usize, 5, 6, 7, 14, 15, 29, 197] {
         for &inp in &[1usize, 7, 256, 300, 600] {
-            for &out in &[16usize, 48] {
+            for &out in &[16usize, 20, 32, 48] {
                 for (bias_on, gelu) in [(false, false), (true, false), (true, true)] {
                     seed += 1;
                     let x = common::values(n * inp, seed, 1.0);
                     let w = common::values(out * inp, seed + 500, 1.0);
                     let b = common::values(out, seed + 900, 1.0);
                     let bias = bias_on.then_some(&b[..]);
-                    let got = avx2::linear(&x, n, inp, &avx2::pack(&w, out, inp), out, bias, gelu);
-                    let want = reference(&x, &w, n, inp, out, bias, gelu);
-                    let err = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(&g, &w)| (g as f64 - w).abs())
-                        .fold(0.0, f64::max);
-                    let tol = 2e-6 * (inp as f64).sqrt().max(1.0);
-                    assert!(
+                    for tile in tiles() {
+                        let got =
+                            avx2::linear_with(tile, &x, n, inp, &avx2::pack(&w, out, inp), out, bias, gelu);
+                        let want = reference(&x, &w, n, inp, out, bias, gelu);
+                        let err = got
+                            .iter()
+                            .zip(&want)
+                            .map(|(&g, &w)| (g as f64 - w).abs())
+                            .fold(0.0, f64::max);
+                        let tol = 2e-6 * (inp as f64).sqrt().max(1.0);
+                        assert!(
                         err < tol,
-                        "n {n} inp {inp} out {out} bias {bias_on} gelu {gelu}: max err {err} (tol {tol})"
+                        "{tile:?}: n {n} inp {inp} out {out} bias {bias_on} gelu {gelu}: max err {err} (tol {tol})"
                     );
+                    }
                 }
             }
         }
@@ -80,15 +97,55 @@ fn packed_linear_threads_equal_one_thread_bit_for_bit() {
     if !need_kernel() {
         return;
     }
-    let (n, inp, out) = (37, 520, 3 * 16 * 7);
-    let x = common::values(n * inp, 1, 1.0);
-    let w = avx2::pack(&common::values(out * inp, 2, 1.0), out, inp);
-    let b = common::values(out, 3, 1.0);
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-    let a = one.install(|| avx2::linear(&x, n, inp, &w, out, Some(&b), true));
-    let c = three.install(|| avx2::linear(&x, n, inp, &w, out, Some(&b), true));
-    assert!(a.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits()));
+    // Few rows: the threads split the panels; many: they split the rows.
+    for (n, inp, out) in [(37, 520, 3 * 16 * 7), (700, 300, 80)] {
+        let x = common::values(n * inp, 1, 1.0);
+        let w = avx2::pack(&common::values(out * inp, 2, 1.0), out, inp);
+        let b = common::values(out, 3, 1.0);
+        for tile in tiles() {
+            let a = one.install(|| avx2::linear_with(tile, &x, n, inp, &w, out, Some(&b), true));
+            let c = three.install(|| avx2::linear_with(tile, &x, n, inp, &w, out, Some(&b), true));
+            assert!(
+                a.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{tile:?} [{n}, {inp}] · [{out}, {inp}]ᵀ"
+            );
+        }
+    }
+}
+
+#[test]
+fn avx512_tile_equals_avx2_tile_bit_for_bit() {
+    if !need_kernel() {
+        return;
+    }
+    if !Tile::Avx512.available() {
+        eprintln!(
+            "this CPU lacks AVX-512F: the AVX-512 tile never runs here, so there is nothing to compare"
+        );
+        return;
+    }
+    let mut seed = 70;
+    for &(n, inp, out) in &[
+        (1usize, 384usize, 384usize),
+        (11, 300, 20),
+        (14, 768, 48),
+        (25, 520, 64),
+        (211, 257, 80),
+    ] {
+        for (bias_on, gelu) in [(false, false), (true, true)] {
+            seed += 1;
+            let x = common::values(n * inp, seed, 1.0);
+            let w = avx2::pack(&common::values(out * inp, seed + 1, 1.0), out, inp);
+            let b = common::values(out, seed + 2, 1.0);
+            let bias = bias_on.then_some(&b[..]);
+            let a = avx2::linear_with(Tile::Avx2, &x, n, inp, &w, out, bias, gelu);
+            let c = avx2::linear_with(Tile::Avx512, &x, n, inp, &w, out, bias, gelu);
+            let same = a.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "[{n}, {inp}] · [{out}, {inp}]ᵀ, bias {bias_on} gelu {gelu}");
+        }
+    }
 }
 
 #[test]

@@ -165,7 +165,7 @@ impl ModelConfig {
                 let c: VitConfig = serde_json::from_value(value.clone()).map_err(parse_err)?;
                 check_act(&c.hidden_act).map_err(bad)?;
                 check_heads(c.hidden_size, c.num_attention_heads).map_err(bad)?;
-                if c.patch_size == 0 || c.image_size % c.patch_size != 0 {
+                if c.patch_size == 0 || !c.image_size.is_multiple_of(c.patch_size) {
                     return Err(bad(format!(
                         "image_size {} is not a multiple of patch_size {}",
                         c.image_size, c.patch_size
@@ -222,7 +222,7 @@ fn check_act(act: &str) -> Result<(), String> {
 }
 
 fn check_heads(hidden: usize, heads: usize) -> Result<(), String> {
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(format!(
             "hidden size {hidden} is not divisible by {heads} attention heads"
         ));

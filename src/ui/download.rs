@@ -623,7 +623,7 @@ async fn hash_stored(expected: &Expected, bytes: &Uint8Array) -> String {
         let end = (at + SLICE).min(len);
         h.update(&bytes.subarray(at, end).to_vec());
         at = end;
-        if at < len && at % (8 * SLICE) == 0 {
+        if at < len && at.is_multiple_of(8 * SLICE) {
             sleep(0).await;
         }
     }

@@ -45,7 +45,10 @@ fn selected_kernels() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         if avx2::packs_linear() {
-            return "native AVX2 + FMA";
+            return match avx2::Tile::best() {
+                avx2::Tile::Avx512 => "native AVX-512 products, AVX2 + FMA elsewhere",
+                avx2::Tile::Avx2 => "native AVX2 + FMA",
+            };
         }
         if avx2::available() {
             return "native gemm linear, AVX2 + FMA attention";

@@ -448,7 +448,7 @@ pub fn matmul_nt(
 
 /// Whether [`pack_nt`] takes a weight `[m, k]`: whole 4 × 4 blocks.
 pub fn packs_nt(m: usize, k: usize) -> bool {
-    m > 0 && k > 0 && m % 4 == 0 && k % 4 == 0
+    m > 0 && k > 0 && m.is_multiple_of(4) && k.is_multiple_of(4)
 }
 
 /// `b [m, k]` (row-major) in the order [`matmul_nt_packed`] reads it: for each block of 4
@@ -886,7 +886,7 @@ pub fn gelu_inplace(xs: &mut [f32]) {
     target_feature(enable = "relaxed-simd")
 )]
 pub fn layer_norm(x: &[f32], y: &mut [f32], d: usize, gamma: &[f32], beta: &[f32], eps: f32) {
-    assert!(d > 0 && x.len() % d == 0 && y.len() == x.len() && gamma.len() == d && beta.len() == d);
+    assert!(d > 0 && x.len().is_multiple_of(d) && y.len() == x.len() && gamma.len() == d && beta.len() == d);
     let d4 = d & !3;
     for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
         // SAFETY: every vector access is below d4 <= d, within the row.

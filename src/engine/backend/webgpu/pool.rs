@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(bucket(4097), 5120);
         for bytes in [5000u64, 123_456, 128 * 768 * 4, 3 << 20, 77_777_777] {
             let b = bucket(bytes);
-            assert!(b >= bytes && b % 256 == 0, "{bytes} -> {b}");
+            assert!(b >= bytes && b.is_multiple_of(256), "{bytes} -> {b}");
             assert!((b - bytes) as f64 <= 0.25 * bytes as f64, "{bytes} -> {b}");
             assert_eq!(bucket(b), b, "a bucket is its own class");
         }
