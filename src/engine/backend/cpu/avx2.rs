@@ -93,11 +93,11 @@ impl Tile {
     }
 }
 
-/// Whether linear layers use the packed kernel: wherever AVX2 + FMA are, AVX-512 CPUs
-/// included (on one, `gemm`'s AVX-512 kernels on transposed weights ran at 1.0-1.8× PyTorch's
-/// time; this kernel at 0.4-1.1× on an AVX2 CPU; see bench/README.md). `WEBFORMER_LINEAR=gemm`
-/// selects `gemm` instead, for A/B benchmarks. Attention and LayerNorm take these kernels
-/// wherever AVX2 + FMA are ([`available`]).
+/// Whether linear layers use the packed kernel: wherever AVX2 + FMA are, with its AVX-512
+/// tiles where the CPU has them ([`Tile::best`]). `gemm`'s AVX-512 kernels on transposed
+/// weights ran at 1.0-1.8× PyTorch's time; this kernel at 0.3-1.2× on AVX2 and AVX-512 CPUs
+/// (bench/README.md). `WEBFORMER_LINEAR=gemm` selects `gemm` instead, for A/B benchmarks.
+/// Attention and LayerNorm take these kernels wherever AVX2 + FMA are ([`available`]).
 pub fn packs_linear() -> bool {
     static CHOSEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *CHOSEN.get_or_init(|| available() && std::env::var("WEBFORMER_LINEAR").as_deref() != Ok("gemm"))
