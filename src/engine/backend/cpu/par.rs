@@ -79,10 +79,11 @@ pub fn matmul_nt(
     let block = |j0: usize, out: &mut [f32], cols: usize, ep: Epilogue| {
         simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, out, cols, n, cols, k, ep)
     };
-    if threads_for(n * m * k) <= 1 {
+    let threads = threads_for(n * m * k);
+    if threads <= 1 {
         return simd::matmul_nt(a, lda, b, ldb, c, ldc, n, m, k, ep);
     }
-    by_column_blocks(c, ldc, n, m, k, ep, &block);
+    by_column_blocks(threads, c, ldc, n, m, ep, &block);
 }
 
 /// [`simd::matmul_nt_packed`] split as [`matmul_nt`]: a block of whole tiles of the packed
@@ -102,27 +103,28 @@ pub fn matmul_nt_packed(
     let block = |j0: usize, out: &mut [f32], cols: usize, ep: Epilogue| {
         simd::matmul_nt_packed(a, lda, &b[j0 * k..], out, cols, n, cols, k, ep)
     };
-    if threads_for(n * m * k) <= 1 {
+    let threads = threads_for(n * m * k);
+    if threads <= 1 {
         return simd::matmul_nt_packed(a, lda, b, c, ldc, n, m, k, ep);
     }
-    by_column_blocks(c, ldc, n, m, k, ep, &block);
+    by_column_blocks(threads, c, ldc, n, m, ep, &block);
 }
 
 /// Computes columns `j0..j0 + cols` of a product into `out [n, cols]`: `(j0, out, cols, ep)`.
 type ColumnBlock<'a> = dyn Fn(usize, &mut [f32], usize, Epilogue) + Sync + 'a;
 
 /// Deals the columns `0..m` of `c [n, m]` out in blocks of whole micro-tiles (4 columns, so
-/// every element is summed as unsplit) to `block`.
+/// every element is summed as unsplit) to `block`, for `threads` threads (the caller's
+/// [`threads_for`], more than one).
 fn by_column_blocks(
+    threads: usize,
     c: &mut [f32],
     ldc: usize,
     n: usize,
     m: usize,
-    k: usize,
     ep: Epilogue,
     block: &ColumnBlock,
 ) {
-    let threads = threads_for(n * m * k);
     assert!(
         ldc >= m && c.len() >= (n - 1) * ldc + m,
         "matmul_nt: c is too short"
