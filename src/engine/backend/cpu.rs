@@ -80,14 +80,14 @@ impl CpuBackend {
     pub fn linear_simd(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>, gelu: bool) -> Result<Tensor> {
         let packed = w.rank() == 3;
         let (m, kw) = if packed {
-            let (tiles, blocks, sixteen) = w.dims3().map_err(err)?;
-            if sixteen != 16 {
+            let (vectors, k, four) = w.dims3().map_err(err)?;
+            if four != 4 {
                 return Err(EngineError::Compute(format!(
                     "linear: a packed weight {:?}",
                     w.dims()
                 )));
             }
-            (tiles * 4, blocks * 4)
+            (vectors * 4, k)
         } else {
             w.dims2().map_err(err)?
         };
@@ -107,17 +107,14 @@ impl CpuBackend {
         })
     }
 
-    /// A linear weight `[out, in]` reordered for [`simd::matmul_nt_packed`] (as a
-    /// `[out / 4, in / 4, 16]` tensor that only `linear` reads) where [`simd::packs_nt`]
+    /// A linear weight `[out, in]` reordered for [`simd::matmul_nt_packed`] (as an
+    /// `[out / 4, in, 4]` tensor that only `linear` reads) where [`simd::packs_nt`]
     /// allows, else as it is. What `upload_linear_weight` does on wasm32; public for tests.
     pub fn pack_linear_simd(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         match *shape {
-            [out, inp] if simd::packs_nt(out, inp) && data.len() == out * inp => Tensor::from_vec(
-                simd::pack_nt(data, out, inp),
-                (out / 4, inp / 4, 16),
-                &Device::Cpu,
-            )
-            .map_err(err),
+            [out, inp] if simd::packs_nt(out, inp) && data.len() == out * inp => {
+                Tensor::from_vec(simd::pack_nt(data, out, inp), (out / 4, inp, 4), &Device::Cpu).map_err(err)
+            }
             _ => self.upload(data, shape),
         }
     }
@@ -350,9 +347,8 @@ impl Backend for CpuBackend {
     /// Natively the weight is stored transposed, `[in, out]` contiguous, and handed out as
     /// its transpose (a strided `[out, in]` view): `x · wᵀ` then multiplies by a contiguous
     /// matrix, which `gemm` reads in place instead of packing all of it on every call (at a
-    /// few tokens that packing cost as much as the product). The wasm kernels read `[out, in]`
-    /// rows directly: there the weight is only reordered in blocks of 4 rows
-    /// ([`CpuBackend::pack_linear_simd`]).
+    /// few tokens that packing cost as much as the product). On wasm32 the weight is reordered
+    /// into panels for [`simd`]'s outer-product kernel ([`CpuBackend::pack_linear_simd`]).
     ///
     /// On x86-64 CPUs with AVX2 + FMA the weight is instead packed for [`avx2`]'s kernel, as
     /// a `[out / NR, in, NR]` tensor that only `linear` reads.

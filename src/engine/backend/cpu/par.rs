@@ -83,10 +83,10 @@ pub fn matmul_nt(
     if threads <= 1 {
         return simd::matmul_nt(a, lda, b, ldb, c, ldc, n, m, k, ep);
     }
-    by_column_blocks(threads, c, ldc, n, m, ep, &block);
+    by_column_blocks(threads, c, ldc, n, m, 4, ep, &block);
 }
 
-/// [`simd::matmul_nt_packed`] split as [`matmul_nt`]: a block of whole tiles of the packed
+/// [`simd::matmul_nt_packed`] split as [`matmul_nt`]: a block of whole panels of the packed
 /// weight is one contiguous slice, at the same offset as in the row-major one.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nt_packed(
@@ -107,21 +107,23 @@ pub fn matmul_nt_packed(
     if threads <= 1 {
         return simd::matmul_nt_packed(a, lda, b, c, ldc, n, m, k, ep);
     }
-    by_column_blocks(threads, c, ldc, n, m, ep, &block);
+    by_column_blocks(threads, c, ldc, n, m, simd::PANEL, ep, &block);
 }
 
 /// Computes columns `j0..j0 + cols` of a product into `out [n, cols]`: `(j0, out, cols, ep)`.
 type ColumnBlock<'a> = dyn Fn(usize, &mut [f32], usize, Epilogue) + Sync + 'a;
 
-/// Deals the columns `0..m` of `c [n, m]` out in blocks of whole micro-tiles (4 columns, so
-/// every element is summed as unsplit) to `block`, for `threads` threads (the caller's
-/// [`threads_for`], more than one).
+/// Deals the columns `0..m` of `c [n, m]` out to `block` in blocks of whole micro-tiles
+/// (multiples of `granule` columns: 4, or a packed weight's panel), so every element is
+/// summed as unsplit, for `threads` threads (the caller's [`threads_for`], more than one).
+#[allow(clippy::too_many_arguments)]
 fn by_column_blocks(
     threads: usize,
     c: &mut [f32],
     ldc: usize,
     n: usize,
     m: usize,
+    granule: usize,
     ep: Epilogue,
     block: &ColumnBlock,
 ) {
@@ -134,7 +136,7 @@ fn by_column_blocks(
     let count = (threads * BLOCKS_PER_THREAD)
         .min(m.div_ceil(MIN_BLOCK_COLUMNS))
         .max(threads);
-    let width = m.div_ceil(count).div_ceil(4) * 4;
+    let width = m.div_ceil(count).div_ceil(granule) * granule;
     let blocks = results::<Vec<f32>>(m.div_ceil(width));
     team::run(blocks.len(), &|blk| {
         let j0 = blk * width;

@@ -12,10 +12,12 @@
 //! the same code natively against candle on odd shapes. Native builds run `avx2`'s
 //! 8-lane kernels instead (or candle's); `CpuBackend` picks these on wasm32 only.
 //!
-//! `x · wᵀ` with `w [out, in]` row-major is a product of rows by rows, so the micro-kernel
-//! takes dot products of `R` rows of `x` with `C` rows of `w` along `k`, four lanes at a
-//! time, and reduces the lanes once at the end. A linear's weight is reordered once at load
-//! ([`pack_nt`]) so that those `C` rows are one contiguous stream; the sums are the same.
+//! A linear's weight `w [out, in]` is reordered once at load ([`pack_nt`]) into panels of
+//! 12 output columns stored `[in][12]`, and its micro-kernel takes outer products: 3 rows of
+//! `x` broadcast one value at a time against 3 vectors of the panel, 9 accumulators that
+//! are the outputs themselves. Products with an operand that is not packed (attention's
+//! `q · kᵀ`, odd widths) take dot products of `R` rows of `a` with `C` rows of `b` along
+//! `k`, four lanes at a time, and reduce the lanes once at the end.
 
 use std::ops::{Add, Div, Mul, Sub};
 
@@ -47,6 +49,12 @@ mod imp {
     #[inline(always)]
     pub unsafe fn store(p: *mut f32, v: Raw) {
         v128_store(p as *mut v128, v)
+    }
+    /// # Safety
+    /// `p` must be readable.
+    #[inline(always)]
+    pub unsafe fn splat_load(p: *const f32) -> Raw {
+        v128_load32_splat(p as *const u32)
     }
     #[inline(always)]
     pub fn add(a: Raw, b: Raw) -> Raw {
@@ -167,6 +175,12 @@ mod imp {
     pub unsafe fn store(p: *mut f32, v: Raw) {
         (p as *mut Raw).write_unaligned(v)
     }
+    /// # Safety
+    /// `p` must be readable.
+    #[inline(always)]
+    pub unsafe fn splat_load(p: *const f32) -> Raw {
+        [*p; 4]
+    }
     #[inline(always)]
     pub fn add(a: Raw, b: Raw) -> Raw {
         zip(a, b, |x, y| x + y)
@@ -280,6 +294,14 @@ impl V4 {
     #[inline(always)]
     pub unsafe fn store(self, p: *mut f32) {
         imp::store(p, self.0)
+    }
+    /// All four lanes `*p` (one `v128.load32_splat` on wasm32).
+    ///
+    /// # Safety
+    /// `p` must be readable.
+    #[inline(always)]
+    pub unsafe fn splat_load(p: *const f32) -> Self {
+        V4(imp::splat_load(p))
     }
     /// `self + a · b`: fused in the relaxed-SIMD worker build (SIMD128 itself has no
     /// fused multiply-add), else a multiply then an add.
@@ -446,33 +468,44 @@ pub fn matmul_nt(
     matmul_nt_blocks::<false>(a, lda, b, ldb, c, ldc, n, m, k, ep);
 }
 
-/// Whether [`pack_nt`] takes a weight `[m, k]`: whole 4 × 4 blocks.
+/// Output columns per panel of a packed weight: the packed micro-tile's width, three
+/// vectors. With [`PACKED_ROWS`] rows that is 9 accumulators, 3 loads of the weight and 3
+/// broadcasts of `x` per step of `k`: within the 15 vector registers V8 allocates on
+/// x86-64, where a 4 × 12 or a 6 × 8 tile spills (measured in Chromium: 3 × 12 ran at
+/// 50-57 GFLOP/s, the dot-product 2 × 4 tile at 43-48, 4 × 12 at 33-37).
+pub const PANEL: usize = 12;
+/// Rows of `x` per packed micro-tile.
+const PACKED_ROWS: usize = 3;
+
+/// Whether [`pack_nt`] takes a weight `[m, k]`: whole vectors of output columns.
 pub fn packs_nt(m: usize, k: usize) -> bool {
-    m > 0 && k > 0 && m.is_multiple_of(4) && k.is_multiple_of(4)
+    m > 0 && k > 0 && m.is_multiple_of(4)
 }
 
-/// `b [m, k]` (row-major) in the order [`matmul_nt_packed`] reads it: for each block of 4
-/// rows, its 4 × 4 sub-blocks along `k`, each row's 4 values in turn (`[m/4][k/4][4][4]`).
+/// `b [m, k]` (row-major) in the order [`matmul_nt_packed`] reads it: panels of [`PANEL`]
+/// rows of `b` (output columns; the last panel has `m % PANEL` if that is not 0), each
+/// stored transposed, `[k][width]`, at offset `j0 · k` for its first row `j0`.
 ///
-/// Why: a micro-tile then reads one contiguous stream instead of 4 rows 4·k bytes apart,
-/// and consecutive tiles continue it, so at a few tokens (each weight byte fetched from
-/// memory once, used by few rows) the hardware prefetcher has the next bytes in cache in
-/// time. Same sums in the same order as [`matmul_nt`] on the unpacked `b`.
+/// Why: the micro-tile then takes outer products, one step of `k` at a time, reading the
+/// panel as one contiguous stream (at a few tokens, each weight byte comes from memory
+/// once and the hardware prefetcher has the next bytes in time), and each output is one
+/// chain of multiply-adds in the order of `k`, written straight out with no lane reduction.
 pub fn pack_nt(b: &[f32], m: usize, k: usize) -> Vec<f32> {
-    assert!(packs_nt(m, k), "pack_nt: [{m}, {k}] is not whole 4 × 4 blocks");
+    assert!(packs_nt(m, k), "pack_nt: [{m}, {k}] is not whole vectors of rows");
     assert_eq!(b.len(), m * k, "pack_nt: b is not [{m}, {k}]");
     let mut out = Vec::with_capacity(m * k);
-    for rows in b.chunks_exact(4 * k) {
-        for p in (0..k).step_by(4) {
-            for q in 0..4 {
-                out.extend_from_slice(&rows[q * k + p..q * k + p + 4]);
-            }
+    for j0 in (0..m).step_by(PANEL) {
+        let rows = &b[j0 * k..(j0 + PANEL).min(m) * k];
+        for p in 0..k {
+            out.extend(rows.chunks_exact(k).map(|row| row[p]));
         }
     }
     out
 }
 
-/// [`matmul_nt`] with `b` as [`pack_nt`] left it (`packs_nt(m, k)` must hold).
+/// `c = epilogue(a · bᵀ)` as [`matmul_nt`], with `b` as [`pack_nt`] left it
+/// (`packs_nt(m, k)` must hold). Each output is `Σ_p a[i, p] · b[j, p]` summed in the
+/// order of `p`, one multiply-add at a time (fused in the relaxed-SIMD build).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nt_packed(
     a: &[f32],
@@ -490,10 +523,9 @@ pub fn matmul_nt_packed(
     }
     assert!(
         packs_nt(m, k),
-        "matmul_nt_packed: [{m}, {k}] is not whole 4 × 4 blocks"
+        "matmul_nt_packed: [{m}, {k}] is not whole vectors of rows"
     );
     assert!(b.len() >= m * k, "matmul_nt_packed: b is too short");
-    // Tile `j / 4` starts at `j · k`: the row-major offsets with `ldb = k`.
     matmul_nt_blocks::<true>(a, lda, b, k, c, ldc, n, m, k, ep);
 }
 
@@ -523,7 +555,11 @@ fn matmul_nt_blocks<const PACKED: bool>(
     let mut i0 = 0;
     while i0 < n {
         let i1 = n.min(i0 + block);
-        matmul_nt_rows::<PACKED>(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
+        if PACKED {
+            packed_rows(a, lda, b, c, ldc, i0, i1, m, k, ep);
+        } else {
+            matmul_nt_rows(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
+        }
         if ep.gelu {
             // A second pass over the block's rows (still in cache): inlined into the tiles,
             // the GELU code made V8 spill the accumulators (3x slower than this pass).
@@ -543,7 +579,7 @@ fn matmul_nt_blocks<const PACKED: bool>(
     target_feature(enable = "relaxed-simd")
 )]
 #[allow(clippy::too_many_arguments)]
-fn matmul_nt_rows<const PACKED: bool>(
+fn matmul_nt_rows(
     a: &[f32],
     lda: usize,
     b: &[f32],
@@ -566,18 +602,17 @@ fn matmul_nt_rows<const PACKED: bool>(
             let mut j = j0;
             while j < j1 {
                 let cols = C.min(j1 - j);
-                // SAFETY: the callers' asserts bound every row read and written; packed,
-                // m is whole tiles so `cols` is always 4.
+                // SAFETY: the callers' asserts bound every row read and written.
                 unsafe {
                     match (rows, cols) {
-                        (2, 4) => tile_nt::<2, 4, PACKED>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (1, 4) => tile_nt::<1, 4, PACKED>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (2, 3) => tile_nt::<2, 3, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (1, 3) => tile_nt::<1, 3, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (2, 2) => tile_nt::<2, 2, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (1, 2) => tile_nt::<1, 2, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        (2, _) => tile_nt::<2, 1, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
-                        _ => tile_nt::<1, 1, false>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 4) => tile_nt::<2, 4>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 4) => tile_nt::<1, 4>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 3) => tile_nt::<2, 3>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 3) => tile_nt::<1, 3>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, 2) => tile_nt::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (1, 2) => tile_nt::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        (2, _) => tile_nt::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k, ep),
+                        _ => tile_nt::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k, ep),
                     }
                 }
                 j += cols;
@@ -588,14 +623,13 @@ fn matmul_nt_rows<const PACKED: bool>(
     }
 }
 
-/// One `RR × CC` tile of [`matmul_nt`] at row `i`, column `j`; `PACKED`: `b` as [`pack_nt`]
-/// left it (then `CC` is 4 and `k` a multiple of 4).
+/// One `RR × CC` tile of [`matmul_nt`] at row `i`, column `j`.
 ///
 /// # Safety
 /// Rows `i..i+RR` of `a`, `j..j+CC` of `b` (length `k`) and the tile of `c` must be in bounds.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn tile_nt<const RR: usize, const CC: usize, const PACKED: bool>(
+unsafe fn tile_nt<const RR: usize, const CC: usize>(
     a: &[f32],
     lda: usize,
     b: &[f32],
@@ -609,18 +643,13 @@ unsafe fn tile_nt<const RR: usize, const CC: usize, const PACKED: bool>(
 ) {
     let ap: [*const f32; RR] = std::array::from_fn(|r| a.as_ptr().add((i + r) * lda));
     let bp: [*const f32; CC] = std::array::from_fn(|q| b.as_ptr().add((j + q) * ldb));
-    let tile = b.as_ptr().add(j * ldb);
     let mut acc = [[V4::zero(); CC]; RR];
     let k4 = k & !3;
     let mut p = 0;
     while p < k4 {
         let av: [V4; RR] = std::array::from_fn(|r| V4::load(ap[r].add(p)));
         for q in 0..CC {
-            let bv = if PACKED {
-                V4::load(tile.add(4 * p + 4 * q))
-            } else {
-                V4::load(bp[q].add(p))
-            };
+            let bv = V4::load(bp[q].add(p));
             for r in 0..RR {
                 acc[r][q] = acc[r][q].mul_add(av[r], bv);
             }
@@ -631,7 +660,7 @@ unsafe fn tile_nt<const RR: usize, const CC: usize, const PACKED: bool>(
         let z = V4::zero();
         let get = |q: usize| if q < CC { acc[r][q] } else { z };
         let mut sums = V4::hsum4(get(0), get(1), get(2), get(3));
-        if !PACKED && k4 < k {
+        if k4 < k {
             // The k % 4 tail, scalar, after the lanes.
             let mut tail = [0f32; 4];
             for (q, t) in tail.iter_mut().enumerate().take(CC) {
@@ -644,6 +673,119 @@ unsafe fn tile_nt<const RR: usize, const CC: usize, const PACKED: bool>(
         let out = c.as_mut_ptr().add((i + r) * ldc + j);
         store_cols::<CC>(apply(sums, ep, j, CC), out);
     }
+}
+
+/// Rows `i0..i1` of [`matmul_nt_packed`]: groups of panels that fit in L2 (~96 KB); inside
+/// a group, each [`PACKED_ROWS`]-row strip of `a` (in L1) meets every panel of the group.
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
+#[allow(clippy::too_many_arguments)]
+fn packed_rows(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    i0: usize,
+    i1: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let group = ((B_PANEL_BYTES / (4 * k)).max(PANEL) / PANEL) * PANEL;
+    let mut j0 = 0;
+    while j0 < m {
+        let j1 = m.min(j0 + group);
+        let mut i = i0;
+        while i < i1 {
+            let rows = PACKED_ROWS.min(i1 - i);
+            let at = a[i * lda..].as_ptr();
+            let mut j = j0;
+            while j < j1 {
+                // A whole panel, or the last one (m % PANEL columns, whole vectors).
+                let cols = PANEL.min(j1 - j);
+                let panel = b[j * k..].as_ptr();
+                let out = c[i * ldc + j..].as_mut_ptr();
+                // SAFETY: matmul_nt_packed's asserts bound rows i..i + rows of a and c,
+                // and the panel (`cols · k` floats at `j · k`).
+                unsafe {
+                    let (a, o) = (at, out);
+                    match (rows, cols) {
+                        (3, 12) => tile_packed::<3, 3>(a, lda, panel, o, ldc, j, k, ep),
+                        (2, 12) => tile_packed::<2, 3>(a, lda, panel, o, ldc, j, k, ep),
+                        (1, 12) => tile_packed::<1, 3>(a, lda, panel, o, ldc, j, k, ep),
+                        (3, 8) => tile_packed::<3, 2>(a, lda, panel, o, ldc, j, k, ep),
+                        (2, 8) => tile_packed::<2, 2>(a, lda, panel, o, ldc, j, k, ep),
+                        (1, 8) => tile_packed::<1, 2>(a, lda, panel, o, ldc, j, k, ep),
+                        (3, _) => tile_packed::<3, 1>(a, lda, panel, o, ldc, j, k, ep),
+                        (2, _) => tile_packed::<2, 1>(a, lda, panel, o, ldc, j, k, ep),
+                        _ => tile_packed::<1, 1>(a, lda, panel, o, ldc, j, k, ep),
+                    }
+                }
+                j += cols;
+            }
+            i += rows;
+        }
+        j0 = j1;
+    }
+}
+
+/// One `RR × 4·CV` tile of [`matmul_nt_packed`]: `a` at its first row, `panel` the packed
+/// panel (`[k][4·CV]`), `out` the tile's first output; `j` its first column (for the bias).
+///
+/// # Safety
+/// Rows `0..RR` of `a` (length `k`) and of `out` (width `4·CV`), and `panel`, must be in bounds.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn tile_packed<const RR: usize, const CV: usize>(
+    a: *const f32,
+    lda: usize,
+    panel: *const f32,
+    out: *mut f32,
+    ldc: usize,
+    j: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let acc = outer_products::<RR, CV>(a, lda, panel, 4 * CV, k);
+    for r in 0..RR {
+        for q in 0..CV {
+            apply(acc[r][q], ep, j + 4 * q, 4).store(out.add(r * ldc + 4 * q));
+        }
+    }
+}
+
+/// `Σ_p a[r, p] · b[p, 4q..4q + 4]` for `r < RR`, `q < CV`: `a` rows `lda` apart, `b` rows
+/// `ldb` apart; each sum one multiply-add chain in the order of `p`. The micro-kernel of
+/// [`matmul_nt_packed`] and [`matmul_nn`].
+///
+/// # Safety
+/// Rows `0..RR` of `a` (length `k`) and rows `0..k` of `b` (length `4·CV`) must be readable.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn outer_products<const RR: usize, const CV: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    k: usize,
+) -> [[V4; CV]; RR] {
+    let ap: [*const f32; RR] = std::array::from_fn(|r| a.add(r * lda));
+    let mut acc = [[V4::zero(); CV]; RR];
+    let mut bp = b;
+    for p in 0..k {
+        let bv: [V4; CV] = std::array::from_fn(|q| V4::load(bp.add(4 * q)));
+        for r in 0..RR {
+            let av = V4::splat_load(ap[r].add(p));
+            for q in 0..CV {
+                acc[r][q] = acc[r][q].mul_add(av, bv[q]);
+            }
+        }
+        bp = bp.add(ldb);
+    }
+    acc
 }
 
 #[inline(always)]
@@ -763,19 +905,7 @@ unsafe fn tile_nn<const RR: usize, const CV: usize>(
     j: usize,
     k: usize,
 ) {
-    let ap: [*const f32; RR] = std::array::from_fn(|r| a.as_ptr().add((i + r) * lda));
-    let mut acc = [[V4::zero(); CV]; RR];
-    let mut bp = b.as_ptr().add(j);
-    for p in 0..k {
-        let bv: [V4; CV] = std::array::from_fn(|q| V4::load(bp.add(4 * q)));
-        for r in 0..RR {
-            let av = V4::splat(*ap[r].add(p));
-            for q in 0..CV {
-                acc[r][q] = acc[r][q].mul_add(av, bv[q]);
-            }
-        }
-        bp = bp.add(ldb);
-    }
+    let acc = outer_products::<RR, CV>(a.as_ptr().add(i * lda), lda, b.as_ptr().add(j), ldb, k);
     for r in 0..RR {
         for q in 0..CV {
             acc[r][q].store(c.as_mut_ptr().add((i + r) * ldc + j + 4 * q));
