@@ -820,10 +820,6 @@ unsafe fn store_cols<const CC: usize>(v: V4, out: *mut f32) {
 /// `c[i, j] = Σ_p a[i, p] · b[p, j]` for `i < n`, `j < m`, `p < k`: `a [n, k]` times `b [k, m]`,
 /// row-major with row strides `lda`, `ldb`, `ldc`. Attention's `probs · v`, written straight
 /// into the merged `[tokens, heads × head_dim]` context.
-#[cfg_attr(
-    all(target_arch = "wasm32", feature = "relaxed-simd"),
-    target_feature(enable = "relaxed-simd")
-)]
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nn(
     a: &[f32],
@@ -835,6 +831,28 @@ pub fn matmul_nn(
     n: usize,
     m: usize,
     k: usize,
+) {
+    matmul_nn_scaled(a, lda, b, ldb, c, ldc, n, m, k, None)
+}
+
+/// [`matmul_nn`] with each output multiplied by `scale` after its sum (attention's
+/// `q · kᵀ / √d` on a transposed `k`).
+#[cfg_attr(
+    all(target_arch = "wasm32", feature = "relaxed-simd"),
+    target_feature(enable = "relaxed-simd")
+)]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nn_scaled(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    scale: Option<f32>,
 ) {
     if n == 0 || m == 0 {
         return;
@@ -851,27 +869,31 @@ pub fn matmul_nn(
     assert!(c.len() >= (n - 1) * ldc + m, "matmul_nn: c is too short");
     let mut i = 0;
     while i < n {
-        let rows = 4.min(n - i);
+        // Strips of 3 rows, 12 columns a tile where it can: as `matmul_nt_packed`'s tile.
+        let rows = PACKED_ROWS.min(n - i);
         let mut j = 0;
         // SAFETY: the asserts above bound every access.
         unsafe {
-            while j + 8 <= m {
-                match rows {
-                    4 => tile_nn::<4, 2>(a, lda, b, ldb, c, ldc, i, j, k),
-                    3 => tile_nn::<3, 2>(a, lda, b, ldb, c, ldc, i, j, k),
-                    2 => tile_nn::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k),
-                    _ => tile_nn::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k),
-                }
-                j += 8;
-            }
             while j + 4 <= m {
-                match rows {
-                    4 => tile_nn::<4, 1>(a, lda, b, ldb, c, ldc, i, j, k),
-                    3 => tile_nn::<3, 1>(a, lda, b, ldb, c, ldc, i, j, k),
-                    2 => tile_nn::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k),
-                    _ => tile_nn::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k),
+                let cols = if j + 12 <= m {
+                    12
+                } else if j + 8 <= m {
+                    8
+                } else {
+                    4
+                };
+                match (rows, cols) {
+                    (3, 12) => tile_nn::<3, 3>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (2, 12) => tile_nn::<2, 3>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (1, 12) => tile_nn::<1, 3>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (3, 8) => tile_nn::<3, 2>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (2, 8) => tile_nn::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (1, 8) => tile_nn::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (3, _) => tile_nn::<3, 1>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    (2, _) => tile_nn::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k, scale),
+                    _ => tile_nn::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k, scale),
                 }
-                j += 4;
+                j += cols;
             }
         }
         // The m % 4 tail, scalar.
@@ -881,14 +903,14 @@ pub fn matmul_nn(
                 for p in 0..k {
                     s += a[r * lda + p] * b[p * ldb + jj];
                 }
-                c[r * ldc + jj] = s;
+                c[r * ldc + jj] = scale.map_or(s, |f| s * f);
             }
         }
         i += rows;
     }
 }
 
-/// One `RR × 4·CV` tile of [`matmul_nn`].
+/// One `RR × 4·CV` tile of [`matmul_nn_scaled`].
 ///
 /// # Safety
 /// Rows `i..i+RR` of `a` and `c`, columns `j..j+4·CV` of `b` and `c` must be in bounds.
@@ -904,11 +926,16 @@ unsafe fn tile_nn<const RR: usize, const CV: usize>(
     i: usize,
     j: usize,
     k: usize,
+    scale: Option<f32>,
 ) {
     let acc = outer_products::<RR, CV>(a.as_ptr().add(i * lda), lda, b.as_ptr().add(j), ldb, k);
     for r in 0..RR {
         for q in 0..CV {
-            acc[r][q].store(c.as_mut_ptr().add((i + r) * ldc + j + 4 * q));
+            let v = match scale {
+                Some(f) => acc[r][q].mul(V4::splat(f)),
+                None => acc[r][q],
+            };
+            v.store(c.as_mut_ptr().add((i + r) * ldc + j + 4 * q));
         }
     }
 }
@@ -1121,21 +1148,15 @@ pub fn attention_head(
     out: &mut [f32],
     ldo: usize,
 ) {
-    matmul_nt(
-        &q[off..],
-        d,
-        &k[off..],
-        d,
-        s,
-        seq,
-        seq,
-        seq,
-        hd,
-        Epilogue {
-            scale: Some(scale),
-            ..Epilogue::NONE
-        },
-    );
+    // `q · kᵀ` as outer products on the head's keys transposed, `[hd][seq]`: the linears'
+    // tile shape, with no lane sums at the end of each short (hd) dot product.
+    let mut kt = vec![0f32; hd * seq];
+    for (j, key) in k[off..].chunks(d).take(seq).enumerate() {
+        for (p, &x) in key[..hd].iter().enumerate() {
+            kt[p * seq + j] = x;
+        }
+    }
+    matmul_nn_scaled(&q[off..], d, &kt, seq, s, seq, seq, seq, hd, Some(scale));
     for row in s.chunks_exact_mut(seq) {
         for (x, &m) in row.iter_mut().zip(bias) {
             *x += m;
