@@ -26,7 +26,7 @@ const log = (...a) => console.error('[profile]', ...a);
 
 // Categories by function name (first match wins): our kernels, candle's and gemm's, libm.
 const CATEGORIES = [
-  ['GEMM (linear, q·kᵀ, p·v)', /matmul_nt|matmul_nn|tile_nt|tile_nn|gemm|matmul|microkernel|pack_operands/],
+  ['GEMM (linear, q·kᵀ, p·v)', /packed_rows|tile_packed|outer_products|matmul_nt|matmul_nn|tile_nt|tile_nn|gemm|matmul|microkernel|pack_operands/],
   ['softmax', /softmax/],
   ['GELU / erf', /gelu|erf/i],
   ['exp', /exp/],

@@ -15,9 +15,10 @@
 //! A linear's weight `w [out, in]` is reordered once at load ([`pack_nt`]) into panels of
 //! 12 output columns stored `[in][12]`, and its micro-kernel takes outer products: 3 rows of
 //! `x` broadcast one value at a time against 3 vectors of the panel, 9 accumulators that
-//! are the outputs themselves. Products with an operand that is not packed (attention's
-//! `q · kᵀ`, odd widths) take dot products of `R` rows of `a` with `C` rows of `b` along
-//! `k`, four lanes at a time, and reduce the lanes once at the end.
+//! are the outputs themselves. Attention's products run the same tile ([`matmul_nn`]:
+//! `p · v` as it is, `q · kᵀ` on each head's keys transposed). Linears whose width is not
+//! whole vectors ([`matmul_nt`]) take dot products of `R` rows of `a` with `C` rows of `b`
+//! along `k`, four lanes at a time, and reduce the lanes once at the end.
 
 use std::ops::{Add, Div, Mul, Sub};
 
@@ -446,7 +447,7 @@ const B_PANEL_BYTES: usize = 96 * 1024;
 
 /// `c[i, j] = epilogue(Σ_p a[i, p] · b[j, p])` for `i < n`, `j < m`, `p < k`: the product of
 /// `a [n, k]` with the transpose of `b [m, k]`, both row-major with row strides `lda` and
-/// `ldb`; `c` has row stride `ldc`. What `linear` (`x · wᵀ`) and attention's `q · kᵀ` are.
+/// `ldb`; `c` has row stride `ldc`. What `linear` (`x · wᵀ`) is on a weight not packed.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nt(
     a: &[f32],
