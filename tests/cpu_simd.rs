@@ -116,7 +116,7 @@ fn matmul_nn_matches_reference_on_odd_shapes() {
                 let a = rand(seed, n * lda);
                 let b = rand(seed + 99, k * ldb);
                 let mut c = vec![f32::NAN; n * ldc];
-                simd::matmul_nn(&a, lda, &b, ldb, &mut c, ldc, n, m, k);
+                simd::matmul_nn(&a, lda, &b, ldb, &mut c, ldc, n, m, k, None);
                 for i in 0..n {
                     for j in 0..m {
                         let want: f64 = (0..k)

@@ -132,7 +132,7 @@ impl CpuBackend {
         }
         let m = panels * nr;
         self.linear_on(x, w, b, m, kw, |x, w, bias, n, k| {
-            avx2::linear(x, n, k, w, m, bias, gelu)
+            avx2::linear_with(avx2::Tile::best(), x, n, k, w, m, bias, gelu)
         })
     }
 

@@ -162,20 +162,8 @@ impl Epilogue<'_> {
 }
 
 /// `y [n, out] = x [n, inp] · wᵀ + bias`, then GELU where `gelu`, with `w` as [`pack`] left
-/// it; the output's columns are dealt out to rayon's threads in whole panels.
-pub fn linear(
-    x: &[f32],
-    n: usize,
-    inp: usize,
-    packed: &[f32],
-    out: usize,
-    bias: Option<&[f32]>,
-    gelu: bool,
-) -> Vec<f32> {
-    linear_with(Tile::best(), x, n, inp, packed, out, bias, gelu)
-}
-
-/// [`linear`] on a given micro-tile (tests compare the two; the engine takes [`Tile::best`]).
+/// it, on the micro-tile `tile` (the engine passes [`Tile::best`]; tests compare the two);
+/// the output's columns are dealt out to rayon's threads in whole panels.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_with(
     tile: Tile,
@@ -337,7 +325,7 @@ fn check(
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: the threads write disjoint columns (see `linear`).
+// SAFETY: the threads write disjoint columns (see `linear_with`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 

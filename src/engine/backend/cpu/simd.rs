@@ -710,21 +710,8 @@ fn packed_rows(
                 let panel = b[j * k..].as_ptr();
                 let out = c[i * ldc + j..].as_mut_ptr();
                 // SAFETY: matmul_nt_packed's asserts bound rows i..i + rows of a and c,
-                // and the panel (`cols · k` floats at `j · k`).
-                unsafe {
-                    let (a, o) = (at, out);
-                    match (rows, cols) {
-                        (3, 12) => tile_packed::<3, 3>(a, lda, panel, o, ldc, j, k, ep),
-                        (2, 12) => tile_packed::<2, 3>(a, lda, panel, o, ldc, j, k, ep),
-                        (1, 12) => tile_packed::<1, 3>(a, lda, panel, o, ldc, j, k, ep),
-                        (3, 8) => tile_packed::<3, 2>(a, lda, panel, o, ldc, j, k, ep),
-                        (2, 8) => tile_packed::<2, 2>(a, lda, panel, o, ldc, j, k, ep),
-                        (1, 8) => tile_packed::<1, 2>(a, lda, panel, o, ldc, j, k, ep),
-                        (3, _) => tile_packed::<3, 1>(a, lda, panel, o, ldc, j, k, ep),
-                        (2, _) => tile_packed::<2, 1>(a, lda, panel, o, ldc, j, k, ep),
-                        _ => tile_packed::<1, 1>(a, lda, panel, o, ldc, j, k, ep),
-                    }
-                }
+                // and the panel (`cols · k` floats at `j · k`, rows `cols` apart).
+                unsafe { outer_tile(rows, cols, at, lda, panel, cols, out, ldc, j, k, ep) };
                 j += cols;
             }
             i += rows;
@@ -733,24 +720,60 @@ fn packed_rows(
     }
 }
 
-/// One `RR × 4·CV` tile of [`matmul_nt_packed`]: `a` at its first row, `panel` the packed
-/// panel (`[k][4·CV]`), `out` the tile's first output; `j` its first column (for the bias).
+/// One `rows × cols` tile of outer products (`rows` ≤ 3; `cols` 12, 8 or 4), the micro-kernel
+/// of [`matmul_nt_packed`] and [`matmul_nn`]: `a` at the tile's first row, `b` at its first
+/// column (rows `ldb` apart: a packed panel's width, or `b`'s row stride), `out` at its
+/// first output; `j` is its first column, for the bias.
 ///
 /// # Safety
-/// Rows `0..RR` of `a` (length `k`) and of `out` (width `4·CV`), and `panel`, must be in bounds.
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+/// Rows `0..rows` of `a` (length `k`) and of `out` (width `cols`), and rows `0..k` of `b`
+/// (width `cols`), must be in bounds.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn tile_packed<const RR: usize, const CV: usize>(
+unsafe fn outer_tile(
+    rows: usize,
+    cols: usize,
     a: *const f32,
     lda: usize,
-    panel: *const f32,
+    b: *const f32,
+    ldb: usize,
     out: *mut f32,
     ldc: usize,
     j: usize,
     k: usize,
     ep: Epilogue,
 ) {
-    let acc = outer_products::<RR, CV>(a, lda, panel, 4 * CV, k);
+    match (rows, cols) {
+        (3, 12) => tile_outer::<3, 3>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (2, 12) => tile_outer::<2, 3>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (1, 12) => tile_outer::<1, 3>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (3, 8) => tile_outer::<3, 2>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (2, 8) => tile_outer::<2, 2>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (1, 8) => tile_outer::<1, 2>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (3, _) => tile_outer::<3, 1>(a, lda, b, ldb, out, ldc, j, k, ep),
+        (2, _) => tile_outer::<2, 1>(a, lda, b, ldb, out, ldc, j, k, ep),
+        _ => tile_outer::<1, 1>(a, lda, b, ldb, out, ldc, j, k, ep),
+    }
+}
+
+/// [`outer_tile`] for `RR` rows × `CV` vectors.
+///
+/// # Safety
+/// As [`outer_tile`].
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn tile_outer<const RR: usize, const CV: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    out: *mut f32,
+    ldc: usize,
+    j: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    let acc = outer_products::<RR, CV>(a, lda, b, ldb, k);
     for r in 0..RR {
         for q in 0..CV {
             apply(acc[r][q], ep, j + 4 * q, 4).store(out.add(r * ldc + 4 * q));
@@ -818,32 +841,16 @@ unsafe fn store_cols<const CC: usize>(v: V4, out: *mut f32) {
     }
 }
 
-/// `c[i, j] = Σ_p a[i, p] · b[p, j]` for `i < n`, `j < m`, `p < k`: `a [n, k]` times `b [k, m]`,
-/// row-major with row strides `lda`, `ldb`, `ldc`. Attention's `probs · v`, written straight
-/// into the merged `[tokens, heads × head_dim]` context.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nn(
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    n: usize,
-    m: usize,
-    k: usize,
-) {
-    matmul_nn_scaled(a, lda, b, ldb, c, ldc, n, m, k, None)
-}
-
-/// [`matmul_nn`] with each output multiplied by `scale` after its sum (attention's
-/// `q · kᵀ / √d` on a transposed `k`).
+/// `c[i, j] = scale · Σ_p a[i, p] · b[p, j]` for `i < n`, `j < m`, `p < k` (no scale where
+/// `None`): `a [n, k]` times `b [k, m]`, row-major with row strides `lda`, `ldb`, `ldc`.
+/// Attention's `probs · v`, written straight into the merged `[tokens, heads × head_dim]`
+/// context, and its `q · kᵀ / √d` on each head's keys transposed.
 #[cfg_attr(
     all(target_arch = "wasm32", feature = "relaxed-simd"),
     target_feature(enable = "relaxed-simd")
 )]
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_nn_scaled(
+pub fn matmul_nn(
     a: &[f32],
     lda: usize,
     b: &[f32],
@@ -868,34 +875,25 @@ pub fn matmul_nn_scaled(
         "matmul_nn: b is too short"
     );
     assert!(c.len() >= (n - 1) * ldc + m, "matmul_nn: c is too short");
+    let ep = Epilogue {
+        scale,
+        ..Epilogue::NONE
+    };
     let mut i = 0;
     while i < n {
-        // Strips of 3 rows, 12 columns a tile where it can: as `matmul_nt_packed`'s tile.
+        // Strips of 3 rows, 12 columns a tile where it can: as `matmul_nt_packed`.
         let rows = PACKED_ROWS.min(n - i);
         let mut j = 0;
-        // SAFETY: the asserts above bound every access.
-        unsafe {
-            while j + 4 <= m {
-                let cols = if j + 12 <= m {
-                    12
-                } else if j + 8 <= m {
-                    8
-                } else {
-                    4
-                };
-                match (rows, cols) {
-                    (3, 12) => tile_nn::<3, 3>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (2, 12) => tile_nn::<2, 3>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (1, 12) => tile_nn::<1, 3>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (3, 8) => tile_nn::<3, 2>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (2, 8) => tile_nn::<2, 2>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (1, 8) => tile_nn::<1, 2>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (3, _) => tile_nn::<3, 1>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    (2, _) => tile_nn::<2, 1>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                    _ => tile_nn::<1, 1>(a, lda, b, ldb, c, ldc, i, j, k, scale),
-                }
-                j += cols;
+        while j + 4 <= m {
+            let cols = PANEL.min((m - j) & !3);
+            // SAFETY: the asserts above bound rows i..i + rows of a and c, and columns
+            // j..j + cols of every row of b.
+            unsafe {
+                let (at, bt) = (a.as_ptr().add(i * lda), b.as_ptr().add(j));
+                let out = c.as_mut_ptr().add(i * ldc + j);
+                outer_tile(rows, cols, at, lda, bt, ldb, out, ldc, j, k, ep);
             }
+            j += cols;
         }
         // The m % 4 tail, scalar.
         for jj in j..m {
@@ -908,36 +906,6 @@ pub fn matmul_nn_scaled(
             }
         }
         i += rows;
-    }
-}
-
-/// One `RR × 4·CV` tile of [`matmul_nn_scaled`].
-///
-/// # Safety
-/// Rows `i..i+RR` of `a` and `c`, columns `j..j+4·CV` of `b` and `c` must be in bounds.
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-#[inline(always)]
-unsafe fn tile_nn<const RR: usize, const CV: usize>(
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-    i: usize,
-    j: usize,
-    k: usize,
-    scale: Option<f32>,
-) {
-    let acc = outer_products::<RR, CV>(a.as_ptr().add(i * lda), lda, b.as_ptr().add(j), ldb, k);
-    for r in 0..RR {
-        for q in 0..CV {
-            let v = match scale {
-                Some(f) => acc[r][q].mul(V4::splat(f)),
-                None => acc[r][q],
-            };
-            v.store(c.as_mut_ptr().add((i + r) * ldc + j + 4 * q));
-        }
     }
 }
 
@@ -1157,12 +1125,12 @@ pub fn attention_head(
             kt[p * seq + j] = x;
         }
     }
-    matmul_nn_scaled(&q[off..], d, &kt, seq, s, seq, seq, seq, hd, Some(scale));
+    matmul_nn(&q[off..], d, &kt, seq, s, seq, seq, seq, hd, Some(scale));
     for row in s.chunks_exact_mut(seq) {
         for (x, &m) in row.iter_mut().zip(bias) {
             *x += m;
         }
         softmax_row(row);
     }
-    matmul_nn(s, seq, &v[off..], d, out, ldo, seq, hd, seq);
+    matmul_nn(s, seq, &v[off..], d, out, ldo, seq, hd, seq, None);
 }
