@@ -112,11 +112,6 @@ mod imp {
     pub fn select_lt(a: Raw, b: Raw, y: Raw, x: Raw) -> Raw {
         v128_bitselect(y, x, f32x4_lt(a, b))
     }
-    /// Lane-wise copy of the sign of `s` onto `a` (non-negative).
-    #[inline(always)]
-    pub fn with_sign_of(a: Raw, s: Raw) -> Raw {
-        v128_or(a, v128_and(s, f32x4_splat(-0.0)))
-    }
     /// `[Σa, Σb, Σc, Σd]`, each sum as `(x0 + x2) + (x1 + x3)`.
     #[inline(always)]
     pub fn hsum4(a: Raw, b: Raw, c: Raw, d: Raw) -> Raw {
@@ -226,12 +221,6 @@ mod imp {
     #[inline(always)]
     pub fn select_lt(a: Raw, b: Raw, y: Raw, x: Raw) -> Raw {
         [0, 1, 2, 3].map(|i| if a[i] < b[i] { y[i] } else { x[i] })
-    }
-    #[inline(always)]
-    pub fn with_sign_of(a: Raw, s: Raw) -> Raw {
-        zip(a, s, |x, s| {
-            f32::from_bits(x.to_bits() | (s.to_bits() & 0x8000_0000))
-        })
     }
     #[inline(always)]
     pub fn hsum4(a: Raw, b: Raw, c: Raw, d: Raw) -> Raw {
@@ -391,29 +380,45 @@ fn exp_n<const N: usize>(v: [V4; N]) -> [V4; N] {
     })
 }
 
-/// [`V4::gelu`] on `N` vectors at once (see [`exp_n`] for why). `erf` is Abramowitz &
-/// Stegun 7.1.26 (|error| < 1.5e-7), |x| capped at 4, where erf is 1 to f32 precision
-/// already, which keeps `e^(-x²)` far from subnormals.
+/// [`V4::gelu`] on `N` vectors at once (see [`exp_n`] for why). `erf(u)` is the rational
+/// minimax form of Eigen and TensorFlow, `u · P(u²) / Q(u²)` with `u` capped at ±4 (where
+/// erf is ±1 to f32 precision): within 4.5e-7 of f64's erf over all f32 inputs, in about
+/// half the operations of Abramowitz & Stegun 7.1.26 with an `exp` (PyTorch's vectorised
+/// form, which we used before: within 6.3e-7). GELU is ~3.5% of a 128-token forward.
 #[inline(always)]
 fn gelu_n<const N: usize>(x: [V4; N]) -> [V4; N] {
+    const P: [f32; 7] = [
+        -2.726_142_4e-10,
+        2.770_681_5e-8,
+        -2.101_024e-6,
+        -5.692_506_2e-5,
+        -7.349_906_4e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    const Q: [f32; 5] = [
+        -1.456_607_15e-5,
+        -2.133_740_5e-4,
+        -1.682_827e-3,
+        -7.373_329_3e-3,
+        -1.426_473_9e-2,
+    ];
     let s = V4::splat(std::f32::consts::FRAC_1_SQRT_2);
-    let u = each::<N>(|i| x[i].mul(s));
-    let cap = V4::splat(4.0);
-    let a = each::<N>(|i| u[i].abs().min(cap));
-    let one = V4::splat(1.0);
-    let k = V4::splat(0.327_591_1);
-    let t = each::<N>(|i| one.div(one.add(a[i].mul(k))));
-    let mut p = [V4::splat(1.061_405_4); N];
-    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
-        let c = V4::splat(c);
-        p = each::<N>(|i| p[i].mul(t[i]).add(c));
-    }
-    let zero = V4::splat(0.0);
-    let e = exp_n(each::<N>(|i| zero.sub(a[i].mul(a[i]))));
-    let half = V4::splat(0.5);
+    let (hi, lo) = (V4::splat(4.0), V4::splat(-4.0));
+    let u = each::<N>(|i| x[i].mul(s).min(hi).max(lo));
+    let u2 = each::<N>(|i| u[i].mul(u[i]));
+    let horner = |coefs: &[f32]| {
+        let mut p = [V4::splat(coefs[0]); N];
+        for &c in &coefs[1..] {
+            let c = V4::splat(c);
+            p = each::<N>(|i| p[i].mul(u2[i]).add(c));
+        }
+        p
+    };
+    let (p, q) = (horner(&P), horner(&Q));
+    let (one, half) = (V4::splat(1.0), V4::splat(0.5));
     each::<N>(|i| {
-        let y = one.sub(p[i].mul(t[i]).mul(e[i]));
-        let erf = V4(imp::with_sign_of(y.0, u[i].0));
+        let erf = u[i].mul(p[i]).div(q[i]);
         erf.add(one).mul(half).mul(x[i])
     })
 }
