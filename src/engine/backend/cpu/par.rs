@@ -62,7 +62,7 @@ pub fn threads_for(work: usize) -> usize {
 
 /// [`simd::matmul_nt`] with the output's columns (rows of `b`, the weight) dealt out in
 /// blocks: each thread streams only its part of the weight, which at a few tokens is what
-/// the time goes on. Each block is computed into its own buffer and copied into `c`.
+/// the time goes on. Each block is written in place into its columns of `c`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nt(
     a: &[f32],
@@ -76,8 +76,9 @@ pub fn matmul_nt(
     k: usize,
     ep: Epilogue,
 ) {
-    let block = |j0: usize, out: &mut [f32], cols: usize, ep: Epilogue| {
-        simd::matmul_nt(a, lda, &b[j0 * ldb..], ldb, out, cols, n, cols, k, ep)
+    // SAFETY (of each call): by_column_blocks hands each block its own columns of `c`.
+    let block = |j0: usize, out: *mut f32, cols: usize, ep: Epilogue| unsafe {
+        simd::matmul_nt_to(a, lda, &b[j0 * ldb..], ldb, out, ldc, n, cols, k, ep)
     };
     let threads = threads_for(n * m * k);
     if threads <= 1 {
@@ -100,8 +101,9 @@ pub fn matmul_nt_packed(
     k: usize,
     ep: Epilogue,
 ) {
-    let block = |j0: usize, out: &mut [f32], cols: usize, ep: Epilogue| {
-        simd::matmul_nt_packed(a, lda, &b[j0 * k..], out, cols, n, cols, k, ep)
+    // SAFETY (of each call): by_column_blocks hands each block its own columns of `c`.
+    let block = |j0: usize, out: *mut f32, cols: usize, ep: Epilogue| unsafe {
+        simd::matmul_nt_packed_to(a, lda, &b[j0 * k..], out, ldc, n, cols, k, ep)
     };
     let threads = threads_for(n * m * k);
     if threads <= 1 {
@@ -110,8 +112,22 @@ pub fn matmul_nt_packed(
     by_column_blocks(threads, c, ldc, n, m, simd::PANEL, ep, &block);
 }
 
-/// Computes columns `j0..j0 + cols` of a product into `out [n, cols]`: `(j0, out, cols, ep)`.
-type ColumnBlock<'a> = dyn Fn(usize, &mut [f32], usize, Epilogue) + Sync + 'a;
+/// Computes columns `j0..j0 + cols` of a product into its `n` rows at `out` (the output's
+/// column `j0`, rows `ldc` apart): `(j0, out, cols, ep)`.
+type ColumnBlock<'a> = dyn Fn(usize, *mut f32, usize, Epilogue) + Sync + 'a;
+
+/// The output every block writes its own columns of.
+struct SharedOut(*mut f32);
+// SAFETY: by_column_blocks gives each task a disjoint set of columns.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The output's column `j` (a method: a closure using `.0` would capture the bare,
+    /// non-`Sync` pointer).
+    fn column(&self, j: usize) -> *mut f32 {
+        self.0.wrapping_add(j)
+    }
+}
 
 /// Deals the columns `0..m` of `c [n, m]` out to `block` in blocks of whole micro-tiles
 /// (multiples of `granule` columns: 4, or a packed weight's panel), so every element is
@@ -137,26 +153,17 @@ fn by_column_blocks(
         .min(m.div_ceil(MIN_BLOCK_COLUMNS))
         .max(threads);
     let width = m.div_ceil(count).div_ceil(granule) * granule;
-    let blocks = results::<Vec<f32>>(m.div_ceil(width));
-    team::run(blocks.len(), &|blk| {
+    let out = SharedOut(c.as_mut_ptr());
+    team::run(m.div_ceil(width), &|blk| {
         let j0 = blk * width;
         let cols = width.min(m - j0);
-        let mut out = vec![0f32; n * cols];
         let ep = Epilogue {
             col_bias: ep.col_bias.map(|bias| &bias[j0..]),
             ..ep
         };
-        block(j0, &mut out, cols, ep);
-        let _ = blocks[blk].set(out);
+        // In bounds by the assert above; no other block writes columns j0..j0 + cols.
+        block(j0, out.column(j0), cols, ep);
     });
-    for (blk, out) in blocks.into_iter().enumerate() {
-        let out = out.into_inner().expect("team::run ran every block");
-        let j0 = blk * width;
-        let cols = out.len() / n;
-        for (i, row) in out.chunks_exact(cols).enumerate() {
-            c[i * ldc + j0..i * ldc + j0 + cols].copy_from_slice(row);
-        }
-    }
 }
 
 /// [`simd::layer_norm`] over blocks of rows.

@@ -466,12 +466,44 @@ pub fn matmul_nt(
     k: usize,
     ep: Epilogue,
 ) {
+    check_out(c, ldc, n, m);
+    // SAFETY: checked just above.
+    unsafe { matmul_nt_to(a, lda, b, ldb, c.as_mut_ptr(), ldc, n, m, k, ep) }
+}
+
+/// [`matmul_nt`] into `c` given as a pointer, so that threads can each fill their own
+/// columns of one output in place (a block of columns is not a slice).
+///
+/// # Safety
+/// Rows `0..n` of `c`, `m` floats each, `ldc` apart, must be writable, and nothing else may
+/// touch them during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_nt_to(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
     if n == 0 || m == 0 {
         return;
     }
     assert!(ldb >= k, "matmul_nt: strides below the row length");
     assert!(b.len() >= (m - 1) * ldb + k, "matmul_nt: b is too short");
     matmul_nt_blocks::<false>(a, lda, b, ldb, c, ldc, n, m, k, ep);
+}
+
+/// Asserts that `c` holds `n` rows of `m` outputs, `ldc` apart.
+fn check_out(c: &[f32], ldc: usize, n: usize, m: usize) {
+    assert!(
+        n == 0 || m == 0 || (ldc >= m && c.len() >= (n - 1) * ldc + m),
+        "matmul_nt: c is too short"
+    );
 }
 
 /// Output columns per panel of a packed weight: the packed micro-tile's width, three
@@ -524,6 +556,27 @@ pub fn matmul_nt_packed(
     k: usize,
     ep: Epilogue,
 ) {
+    check_out(c, ldc, n, m);
+    // SAFETY: checked just above.
+    unsafe { matmul_nt_packed_to(a, lda, b, c.as_mut_ptr(), ldc, n, m, k, ep) }
+}
+
+/// [`matmul_nt_packed`] into `c` given as a pointer, as [`matmul_nt_to`].
+///
+/// # Safety
+/// As [`matmul_nt_to`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_nt_packed_to(
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
     if n == 0 || m == 0 {
         return;
     }
@@ -535,14 +588,17 @@ pub fn matmul_nt_packed(
     matmul_nt_blocks::<true>(a, lda, b, k, c, ldc, n, m, k, ep);
 }
 
-/// [`matmul_nt`] and [`matmul_nt_packed`] once `b` is checked.
+/// [`matmul_nt_to`] and [`matmul_nt_packed_to`] once `b` is checked.
+///
+/// # Safety
+/// As [`matmul_nt_to`].
 #[allow(clippy::too_many_arguments)]
-fn matmul_nt_blocks<const PACKED: bool>(
+unsafe fn matmul_nt_blocks<const PACKED: bool>(
     a: &[f32],
     lda: usize,
     b: &[f32],
     ldb: usize,
-    c: &mut [f32],
+    c: *mut f32,
     ldc: usize,
     n: usize,
     m: usize,
@@ -551,7 +607,6 @@ fn matmul_nt_blocks<const PACKED: bool>(
 ) {
     assert!(lda >= k && ldc >= m, "matmul_nt: strides below the row length");
     assert!(a.len() >= (n - 1) * lda + k, "matmul_nt: a is too short");
-    assert!(c.len() >= (n - 1) * ldc + m, "matmul_nt: c is too short");
     if let Some(bias) = ep.col_bias {
         assert!(bias.len() >= m, "matmul_nt: bias is too short");
     }
@@ -570,7 +625,8 @@ fn matmul_nt_blocks<const PACKED: bool>(
             // A second pass over the block's rows (still in cache): inlined into the tiles,
             // the GELU code made V8 spill the accumulators (3x slower than this pass).
             for i in i0..i1 {
-                gelu_inplace(&mut c[i * ldc..i * ldc + m]);
+                // SAFETY: this call's own outputs (the caller's contract).
+                gelu_inplace(std::slice::from_raw_parts_mut(c.add(i * ldc), m));
             }
         }
         i0 = i1;
@@ -580,17 +636,20 @@ fn matmul_nt_blocks<const PACKED: bool>(
 /// Rows `i0..i1` of [`matmul_nt`]: panels of rows of `b` that fit in L2 (~96 KB); inside
 /// a panel, each `R`-row strip of `a` (in L1) meets every `C`-row block of the panel, so a
 /// strip's outputs are written contiguously.
+///
+/// # Safety
+/// As [`matmul_nt_to`], with `matmul_nt_blocks`' asserts.
 #[cfg_attr(
     all(target_arch = "wasm32", feature = "relaxed-simd"),
     target_feature(enable = "relaxed-simd")
 )]
 #[allow(clippy::too_many_arguments)]
-fn matmul_nt_rows(
+unsafe fn matmul_nt_rows(
     a: &[f32],
     lda: usize,
     b: &[f32],
     ldb: usize,
-    c: &mut [f32],
+    c: *mut f32,
     ldc: usize,
     i0: usize,
     i1: usize,
@@ -640,7 +699,7 @@ unsafe fn tile_nt<const RR: usize, const CC: usize>(
     lda: usize,
     b: &[f32],
     ldb: usize,
-    c: &mut [f32],
+    c: *mut f32,
     ldc: usize,
     i: usize,
     j: usize,
@@ -676,23 +735,26 @@ unsafe fn tile_nt<const RR: usize, const CC: usize>(
             }
             sums = sums.add(V4::load(tail.as_ptr()));
         }
-        let out = c.as_mut_ptr().add((i + r) * ldc + j);
+        let out = c.add((i + r) * ldc + j);
         store_cols::<CC>(apply(sums, ep, j, CC), out);
     }
 }
 
 /// Rows `i0..i1` of [`matmul_nt_packed`]: groups of panels that fit in L2 (~96 KB); inside
 /// a group, each [`PACKED_ROWS`]-row strip of `a` (in L1) meets every panel of the group.
+///
+/// # Safety
+/// As [`matmul_nt_to`], with `matmul_nt_blocks`' asserts.
 #[cfg_attr(
     all(target_arch = "wasm32", feature = "relaxed-simd"),
     target_feature(enable = "relaxed-simd")
 )]
 #[allow(clippy::too_many_arguments)]
-fn packed_rows(
+unsafe fn packed_rows(
     a: &[f32],
     lda: usize,
     b: &[f32],
-    c: &mut [f32],
+    c: *mut f32,
     ldc: usize,
     i0: usize,
     i1: usize,
@@ -713,7 +775,7 @@ fn packed_rows(
                 // A whole panel, or the last one (m % PANEL columns, whole vectors).
                 let cols = PANEL.min(j1 - j);
                 let panel = b[j * k..].as_ptr();
-                let out = c[i * ldc + j..].as_mut_ptr();
+                let out = c.add(i * ldc + j);
                 // SAFETY: matmul_nt_packed's asserts bound rows i..i + rows of a and c,
                 // and the panel (`cols · k` floats at `j · k`, rows `cols` apart).
                 unsafe { outer_tile(rows, cols, at, lda, panel, cols, out, ldc, j, k, ep) };
