@@ -15,7 +15,7 @@ use webformer::engine::checkpoint::{Bytes, Checkpoint};
 
 /// Every float tensor of a safetensors file as f32, the way the loader did it from the
 /// whole file before it streamed: the reference.
-fn reference(bytes: &[u8]) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+fn reference(bytes: &[u8]) -> HashMap<String, (Vec<usize>, Vec<f32>, bool)> {
     let st = SafeTensors::deserialize(bytes).unwrap();
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
@@ -35,18 +35,20 @@ fn reference(bytes: &[u8]) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
                 .collect(),
             _ => continue,
         };
-        out.insert(name, (view.shape().to_vec(), data));
+        out.insert(name, (view.shape().to_vec(), data, view.dtype() == Dtype::F16));
     }
     out
 }
 
-/// Takes every reference tensor out of the checkpoint and compares bits; then nothing is left.
-fn assert_identical(mut ckpt: Checkpoint, want: &HashMap<String, (Vec<usize>, Vec<f32>)>) {
+/// Takes every reference tensor out of the checkpoint and compares bits, and that it says
+/// whether the file stored it in f16 (which lets a backend keep it so); then nothing is left.
+fn assert_identical(mut ckpt: Checkpoint, want: &HashMap<String, (Vec<usize>, Vec<f32>, bool)>) {
     assert!(!want.is_empty());
-    for (name, (shape, data)) in want {
+    for (name, (shape, data, f16)) in want {
         let got = ckpt.take(name, shape).unwrap_or_else(|e| panic!("{name}: {e}"));
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         assert_eq!(bits(&got.data), bits(data), "{name} differs");
+        assert_eq!(got.f16, *f16, "{name}: stored as f16?");
     }
     assert!(
         !ckpt.has_prefix(""),
@@ -191,6 +193,42 @@ fn f16_bf16_and_integer_tensors_stream_like_the_whole_file() {
     assert!(!ckpt.contains("ids"), "integer buffers are not weights");
     assert!(ckpt.take("ids", &[3]).is_err());
     assert_identical(ckpt, &want);
+}
+
+#[test]
+fn f16_tensors_can_be_taken_as_stored() {
+    let bytes = mixed_dtypes();
+    let want = reference(&bytes);
+    let mut ckpt = Checkpoint::from_files(&[("model.safetensors".to_string(), bytes)]).unwrap();
+    let (mut halves, mut others) = (0, 0);
+    for (name, (shape, data, f16)) in &want {
+        match ckpt.take_f16(name, shape).unwrap() {
+            Some(got) => {
+                assert!(*f16, "{name} was not stored as f16");
+                let widened: Vec<u32> = got.iter().map(|h| h.to_f32().to_bits()).collect();
+                assert_eq!(
+                    widened,
+                    data.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "{name}"
+                );
+                assert!(!ckpt.contains(name), "{name} was taken");
+                halves += 1;
+            }
+            None => {
+                assert!(!*f16, "{name} was stored as f16");
+                // Left in place for `take`.
+                assert!(ckpt.take(name, shape).is_ok(), "{name}");
+                others += 1;
+            }
+        }
+    }
+    assert!(halves > 0 && others > 0);
+    // A wrong shape is refused as `take` refuses it.
+    let mut ckpt = Checkpoint::from_files(&[("model.safetensors".to_string(), mixed_dtypes())]).unwrap();
+    let (name, (shape, _, _)) = want.iter().find(|(_, (_, _, f16))| *f16).unwrap();
+    let wrong: Vec<usize> = shape.iter().map(|d| d + 1).collect();
+    let e = ckpt.take_f16(name, &wrong).unwrap_err().to_string();
+    assert!(e.contains("does not match the config's"), "{e}");
 }
 
 #[test]

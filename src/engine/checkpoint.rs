@@ -11,17 +11,32 @@ use serde::Deserialize;
 
 use super::EngineError;
 
-/// One tensor, converted to f32 on load.
+/// One tensor, as f32.
 pub struct TensorData {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    /// The file stored it as f16: every value is exact in f16, so a backend may keep it in
+    /// f16 at no loss ([`crate::engine::backend::Backend::upload_linear_weight_f16`]).
+    pub f16: bool,
 }
 
 /// All tensors of a checkpoint by name, with the file each came from.
 pub struct Checkpoint {
-    tensors: HashMap<String, (String, TensorData)>,
+    tensors: HashMap<String, (String, Stored)>,
     /// How the files were named, for "missing tensor" errors.
     source: String,
+}
+
+/// A tensor as the checkpoint holds it until [`Checkpoint::take`]: f16 stays f16 (half the
+/// memory while the model is built, and a backend may keep it so), the rest is f32.
+struct Stored {
+    shape: Vec<usize>,
+    data: StoredData,
+}
+
+enum StoredData {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
 }
 
 #[derive(Deserialize)]
@@ -43,7 +58,8 @@ impl Checkpoint {
     }
 
     /// Adds every tensor of one safetensors file read from `src` piece by piece: the header,
-    /// then each tensor's bytes straight into its f32 buffer. Loading thus holds the tensors
+    /// then each tensor's bytes straight into its buffer (f32; f16 stays f16 until
+    /// [`Checkpoint::take`]). Loading thus holds the tensors
     /// read so far plus one small buffer, never a second copy of the file (in the browser the
     /// file stays in the JS heap).
     pub fn add_safetensors_from(&mut self, file: &str, src: &dyn Bytes) -> Result<(), EngineError> {
@@ -75,7 +91,7 @@ impl Checkpoint {
                 reason,
             };
             let (begin, end) = (start + info.data_offsets.0, start + info.data_offsets.1);
-            let data: Vec<f32> = match info.dtype {
+            let data = match info.dtype {
                 Dtype::F32 => {
                     let mut data = vec![0f32; (end - begin) / 4];
                     src.read_into(begin, f32_bytes_mut(&mut data));
@@ -84,18 +100,19 @@ impl Checkpoint {
                             *x = f32::from_bits(u32::from_le(x.to_bits()));
                         }
                     }
-                    data
+                    StoredData::F32(data)
                 }
                 Dtype::F16 | Dtype::BF16 => {
                     scratch.resize(end - begin, 0);
                     src.read_into(begin, &mut scratch);
                     let half = scratch.chunks_exact(2);
                     if info.dtype == Dtype::F16 {
-                        half.map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                            .collect()
+                        StoredData::F16(half.map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect())
                     } else {
-                        half.map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                            .collect()
+                        StoredData::F32(
+                            half.map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                                .collect(),
+                        )
                     }
                 }
                 // Integer buffers (e.g. BERT's `position_ids`) are not weights.
@@ -108,7 +125,7 @@ impl Checkpoint {
             };
             let shape = info.shape.clone();
             self.tensors
-                .insert(name.clone(), (file.to_string(), TensorData { shape, data }));
+                .insert(name.clone(), (file.to_string(), Stored { shape, data }));
         }
         Ok(())
     }
@@ -206,8 +223,46 @@ impl Checkpoint {
         self.tensors.contains_key(name)
     }
 
-    /// Removes and returns a tensor, checking its shape.
+    /// Removes and returns a tensor the file stored as f16, as it is, checking its shape;
+    /// `None` (and the tensor stays) where it was stored otherwise. For a table that a
+    /// backend keeps in f16: it is never widened whole, not even for a moment (BERT's word
+    /// embeddings, its largest tensor, would otherwise set the worker's peak memory).
+    pub fn take_f16(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<half::f16>>, EngineError> {
+        if !matches!(
+            self.tensors.get(name),
+            Some((
+                _,
+                Stored {
+                    data: StoredData::F16(_),
+                    ..
+                }
+            ))
+        ) {
+            return Ok(None);
+        }
+        let t = self.take_stored(name, shape)?;
+        match t.data {
+            StoredData::F16(data) => Ok(Some(data)),
+            StoredData::F32(_) => unreachable!("checked above"),
+        }
+    }
+
+    /// Removes and returns a tensor as f32, checking its shape. An f16 one is widened here,
+    /// one tensor at a time, so loading never holds an f16 checkpoint whole in f32.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<TensorData, EngineError> {
+        let t = self.take_stored(name, shape)?;
+        let (data, f16) = match t.data {
+            StoredData::F32(data) => (data, false),
+            StoredData::F16(data) => (data.iter().map(|h| h.to_f32()).collect(), true),
+        };
+        Ok(TensorData {
+            shape: t.shape,
+            data,
+            f16,
+        })
+    }
+
+    fn take_stored(&mut self, name: &str, shape: &[usize]) -> Result<Stored, EngineError> {
         let (file, t) = self.tensors.remove(name).ok_or_else(|| EngineError::Tensor {
             file: self.source.clone(),
             tensor: name.to_string(),

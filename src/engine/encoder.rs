@@ -21,8 +21,13 @@ impl<B: Backend> Linear<B> {
     pub fn load(be: &B, ckpt: &mut Checkpoint, name: &str, inp: usize, out: usize) -> Result<Self> {
         let w = ckpt.take(&format!("{name}.weight"), &[out, inp])?;
         let b = ckpt.take(&format!("{name}.bias"), &[out])?;
+        let w = if w.f16 {
+            be.upload_linear_weight_f16(&w.data, &w.shape)?
+        } else {
+            be.upload_linear_weight(&w.data, &w.shape)?
+        };
         Ok(Self {
-            w: be.upload_linear_weight(&w.data, &w.shape)?,
+            w,
             b: Some(be.upload(&b.data, &b.shape)?),
         })
     }

@@ -98,13 +98,31 @@ impl CpuBackend {
                 gelu,
                 ..simd::Epilogue::NONE
             };
-            if packed {
-                par::matmul_nt_packed(x, k, w, &mut y, m, n, m, k, ep);
-            } else {
-                par::matmul_nt(x, k, w, k, &mut y, m, n, m, k, ep);
+            match w {
+                HostWeight::F16(w) => par::matmul_nt_packed_f16(x, k, w, &mut y, m, n, m, k, ep),
+                HostWeight::F32(w) if packed => par::matmul_nt_packed(x, k, w, &mut y, m, n, m, k, ep),
+                HostWeight::F32(w) => par::matmul_nt(x, k, w, k, &mut y, m, n, m, k, ep),
             }
-            y
+            Ok(y)
         })
+    }
+
+    /// [`CpuBackend::pack_linear_simd`] kept in f16 ([`simd::pack_nt_f16`], an f16 tensor):
+    /// half the memory, for a weight the checkpoint stored in f16, so that nothing is
+    /// rounded. Where the weight cannot be packed or has a non-finite value, the f32 form.
+    /// What `upload_linear_weight_f16` does on wasm32; public for tests.
+    pub fn pack_linear_simd_f16(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        match *shape {
+            [out, inp]
+                if simd::packs_nt(out, inp)
+                    && data.len() == out * inp
+                    && data.iter().all(|x| x.is_finite()) =>
+            {
+                Tensor::from_vec(simd::pack_nt_f16(data, out, inp), (out / 4, inp, 4), &Device::Cpu)
+                    .map_err(err)
+            }
+            _ => self.pack_linear_simd(data, shape),
+        }
     }
 
     /// A linear weight `[out, in]` reordered for [`simd::matmul_nt_packed`] (as an
@@ -131,8 +149,11 @@ impl CpuBackend {
             )));
         }
         let m = panels * nr;
-        self.linear_on(x, w, b, m, kw, |x, w, bias, n, k| {
-            avx2::linear_with(avx2::Tile::best(), x, n, k, w, m, bias, gelu)
+        self.linear_on(x, w, b, m, kw, |x, w, bias, n, k| match w {
+            HostWeight::F32(w) => Ok(avx2::linear_with(avx2::Tile::best(), x, n, k, w, m, bias, gelu)),
+            HostWeight::F16(_) => Err(EngineError::Compute(
+                "linear: an f16 weight on the AVX2 path".to_string(),
+            )),
         })
     }
 
@@ -145,7 +166,7 @@ impl CpuBackend {
         b: Option<&Tensor>,
         m: usize,
         kw: usize,
-        kernel: impl FnOnce(&[f32], &[f32], Option<&[f32]>, usize, usize) -> Vec<f32>,
+        kernel: impl FnOnce(&[f32], HostWeight, Option<&[f32]>, usize, usize) -> Result<Vec<f32>>,
     ) -> Result<Tensor> {
         let (n, k) = x.dims2().map_err(err)?;
         if kw != k || b.is_some_and(|b| b.elem_count() != m) {
@@ -162,7 +183,7 @@ impl CpuBackend {
             Some((s, l)) => Some(host(s, l)?),
             None => None,
         };
-        let y = kernel(host(&xs, xl)?, host(&ws, wl)?, bias, n, k);
+        let y = kernel(host(&xs, xl)?, host_weight(&ws, wl)?, bias, n, k)?;
         Tensor::from_vec(y, (n, m), &Device::Cpu).map_err(err)
     }
 
@@ -325,6 +346,40 @@ fn host<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
     }
 }
 
+/// Rows `ids` of an f16 table `[rows, d]`, widened to f32.
+fn gather_rows_f16(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+    let (rows, d) = table.dims2().map_err(err)?;
+    let table = contiguous(table)?;
+    let (storage, layout) = table.storage_and_layout();
+    let HostWeight::F16(data) = host_weight(&storage, layout)? else {
+        return Err(EngineError::Compute("gather_rows: not an f16 table".to_string()));
+    };
+    let mut out = vec![0f32; ids.len() * d];
+    for (row, &id) in out.chunks_exact_mut(d.max(1)).zip(ids) {
+        let id = id as usize;
+        if id >= rows {
+            return Err(EngineError::Compute(format!(
+                "gather_rows: id {id} out of range for {rows} rows"
+            )));
+        }
+        simd::widen_f16(&data[id * d..(id + 1) * d], row);
+    }
+    Tensor::from_vec(out, (ids.len(), d), &Device::Cpu).map_err(err)
+}
+
+/// A linear weight's data as stored: f32, or f16 ([`CpuBackend::pack_linear_simd_f16`]).
+enum HostWeight<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+fn host_weight<'a>(storage: &'a Storage, layout: &Layout) -> Result<HostWeight<'a>> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F16(data)), Some((start, end))) => Ok(HostWeight::F16(&data[start..end])),
+        _ => host(storage, layout).map(HostWeight::F32),
+    }
+}
+
 /// The wasm build takes [`simd`]'s kernels; native x86-64 builds [`avx2`]'s where the CPU
 /// has AVX2 + FMA, candle's elsewhere.
 const USE_SIMD: bool = cfg!(target_arch = "wasm32");
@@ -387,6 +442,16 @@ impl Backend for CpuBackend {
         Tensor::from_vec(t, (inp, out), &Device::Cpu)
             .and_then(|t| t.t())
             .map_err(err)
+    }
+
+    /// On wasm32, kept in f16 ([`CpuBackend::pack_linear_simd_f16`]): an f16 checkpoint then
+    /// takes half the memory of an f32 one, with the same results as widening it at load.
+    /// Natively, as `upload_linear_weight`.
+    fn upload_linear_weight_f16(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        if USE_SIMD {
+            return self.pack_linear_simd_f16(data, shape);
+        }
+        self.upload_linear_weight(data, shape)
     }
 
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
@@ -465,8 +530,21 @@ impl Backend for CpuBackend {
     }
 
     fn gather_rows(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        if table.dtype() == DType::F16 {
+            return gather_rows_f16(table, ids);
+        }
         let ids = Tensor::from_slice(ids, ids.len(), &Device::Cpu).map_err(err)?;
         table.index_select(&ids, 0).map_err(err)
+    }
+
+    /// On wasm32, kept in f16 (an f16 tensor that [`Backend::gather_rows`] widens row by
+    /// row): BERT's word embeddings are its largest tensor. Natively, as `upload`.
+    fn upload_table_f16(&self, data: Vec<half::f16>, shape: &[usize]) -> Result<Tensor> {
+        if USE_SIMD && data.iter().all(|x| x.is_finite()) {
+            return Tensor::from_vec(data, shape, &Device::Cpu).map_err(err);
+        }
+        let data: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
+        self.upload(&data, shape)
     }
 
     fn attention(

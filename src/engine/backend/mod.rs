@@ -38,6 +38,19 @@ pub trait Backend {
     fn upload_linear_weight(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor> {
         self.upload(data, shape)
     }
+    /// [`Backend::upload_linear_weight`] for a weight the checkpoint stored in f16 (`data`
+    /// holds exactly f16 values): a backend may keep it in f16, half the memory, with the
+    /// same results.
+    fn upload_linear_weight_f16(&self, data: &[f32], shape: &[usize]) -> Result<Self::Tensor> {
+        self.upload_linear_weight(data, shape)
+    }
+    /// [`Backend::upload`] for a lookup table (read only by [`Backend::gather_rows`]) that
+    /// the checkpoint stored in f16: a backend may keep it so, half the memory, with the
+    /// same results. By default it is widened to f32.
+    fn upload_table_f16(&self, data: Vec<half::f16>, shape: &[usize]) -> Result<Self::Tensor> {
+        let data: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
+        self.upload(&data, shape)
+    }
     /// Copies a tensor back to the host, row-major. Blocks until it is computed, so the
     /// browser's WebGPU (which cannot block) uses [`Backend::download_all_async`].
     fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;

@@ -22,7 +22,11 @@ impl<B: Backend> Bert<B> {
         let p = prefix(ckpt, "bert");
         let d = c.hidden_size;
         let mut table = |name: &str, rows: usize| -> Result<B::Tensor> {
-            let t = ckpt.take(&format!("{p}embeddings.{name}.weight"), &[rows, d])?;
+            let name = format!("{p}embeddings.{name}.weight");
+            if let Some(halves) = ckpt.take_f16(&name, &[rows, d])? {
+                return be.upload_table_f16(halves, &[rows, d]);
+            }
+            let t = ckpt.take(&name, &[rows, d])?;
             be.upload(&t.data, &t.shape)
         };
         let word = table("word_embeddings", c.vocab_size)?;

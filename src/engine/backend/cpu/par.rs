@@ -9,6 +9,8 @@
 
 use std::sync::OnceLock;
 
+use half::f16;
+
 use super::simd::{self, Epilogue};
 use super::team;
 
@@ -112,6 +114,30 @@ pub fn matmul_nt_packed(
     by_column_blocks(threads, c, ldc, n, m, simd::PANEL, ep, &block);
 }
 
+/// [`simd::matmul_nt_packed_f16`] split as [`matmul_nt_packed`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt_packed_f16(
+    a: &[f32],
+    lda: usize,
+    b: &[f16],
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    // SAFETY (of each call): by_column_blocks hands each block its own columns of `c`.
+    let block = |j0: usize, out: *mut f32, cols: usize, ep: Epilogue| unsafe {
+        simd::matmul_nt_packed_f16_to(a, lda, &b[j0 * k..], out, ldc, n, cols, k, ep)
+    };
+    let threads = threads_for(n * m * k);
+    if threads <= 1 {
+        return simd::matmul_nt_packed_f16(a, lda, b, c, ldc, n, m, k, ep);
+    }
+    by_column_blocks(threads, c, ldc, n, m, simd::PANEL, ep, &block);
+}
+
 /// Computes columns `j0..j0 + cols` of a product into its `n` rows at `out` (the output's
 /// column `j0`, rows `ldc` apart): `(j0, out, cols, ep)`.
 type ColumnBlock<'a> = dyn Fn(usize, *mut f32, usize, Epilogue) + Sync + 'a;
@@ -157,10 +183,7 @@ fn by_column_blocks(
     team::run(m.div_ceil(width), &|blk| {
         let j0 = blk * width;
         let cols = width.min(m - j0);
-        let ep = Epilogue {
-            col_bias: ep.col_bias.map(|bias| &bias[j0..]),
-            ..ep
-        };
+        let ep = ep.from_column(j0);
         // In bounds by the assert above; no other block writes columns j0..j0 + cols.
         block(j0, out.column(j0), cols, ep);
     });

@@ -22,6 +22,8 @@
 
 use std::ops::{Add, Div, Mul, Sub};
 
+use half::f16;
+
 /// Four f32 lanes. All arithmetic goes through these few functions.
 #[derive(Clone, Copy)]
 pub struct V4(imp::Raw);
@@ -111,6 +113,28 @@ mod imp {
     #[inline(always)]
     pub fn select_lt(a: Raw, b: Raw, y: Raw, x: Raw) -> Raw {
         v128_bitselect(y, x, f32x4_lt(a, b))
+    }
+    /// Eight f16 (bits) at `src` as f32 at `dst`, exactly: a normal half's exponent is
+    /// rebiased in the integer bits; a subnormal one (`m · 2⁻²⁴`) is converted from its
+    /// integer `m`, so no subnormal float is ever formed (x86 takes assists on those).
+    ///
+    /// # Safety
+    /// `src..src + 8` readable, `dst..dst + 8` writable. Halves must be finite.
+    #[inline(always)]
+    pub unsafe fn widen8(src: *const u16, dst: *mut f32) {
+        let h = v128_load(src as *const v128);
+        for (i, v) in [u32x4_extend_low_u16x8(h), u32x4_extend_high_u16x8(h)]
+            .into_iter()
+            .enumerate()
+        {
+            let sign = i32x4_shl(v128_and(v, u32x4_splat(0x8000)), 16);
+            let magnitude = v128_and(v, u32x4_splat(0x7fff));
+            let normal = i32x4_add(i32x4_shl(magnitude, 13), u32x4_splat(112 << 23));
+            let subnormal = f32x4_mul(f32x4_convert_i32x4(magnitude), f32x4_splat(5.960_464_5e-8));
+            let is_subnormal = u32x4_lt(magnitude, u32x4_splat(0x400));
+            let widened = v128_or(v128_bitselect(subnormal, normal, is_subnormal), sign);
+            v128_store(dst.add(4 * i) as *mut v128, widened);
+        }
     }
     /// `[Σa, Σb, Σc, Σd]`, each sum as `(x0 + x2) + (x1 + x3)`.
     #[inline(always)]
@@ -434,12 +458,20 @@ pub struct Epilogue<'a> {
     pub gelu: bool,
 }
 
-impl Epilogue<'_> {
+impl<'a> Epilogue<'a> {
     pub const NONE: Epilogue<'static> = Epilogue {
         scale: None,
         col_bias: None,
         gelu: false,
     };
+
+    /// The epilogue of the outputs from column `j0` on (the bias from `j0`).
+    pub fn from_column(self, j0: usize) -> Epilogue<'a> {
+        Epilogue {
+            col_bias: self.col_bias.map(|bias| &bias[j0..]),
+            ..self
+        }
+    }
 }
 
 /// Rows of `a` per micro-tile, and rows of `b` (columns of the output).
@@ -529,13 +561,19 @@ pub fn packs_nt(m: usize, k: usize) -> bool {
 /// once and the hardware prefetcher has the next bytes in time), and each output is one
 /// chain of multiply-adds in the order of `k`, written straight out with no lane reduction.
 pub fn pack_nt(b: &[f32], m: usize, k: usize) -> Vec<f32> {
+    pack_nt_as(b, m, k, |x| x)
+}
+
+/// [`pack_nt`]'s order, each value through `to` (straight into the packed type, with no
+/// f32 copy on the way: loading then holds one packed weight, not two).
+fn pack_nt_as<T>(b: &[f32], m: usize, k: usize, to: impl Fn(f32) -> T) -> Vec<T> {
     assert!(packs_nt(m, k), "pack_nt: [{m}, {k}] is not whole vectors of rows");
     assert_eq!(b.len(), m * k, "pack_nt: b is not [{m}, {k}]");
     let mut out = Vec::with_capacity(m * k);
     for j0 in (0..m).step_by(PANEL) {
         let rows = &b[j0 * k..(j0 + PANEL).min(m) * k];
         for p in 0..k {
-            out.extend(rows.chunks_exact(k).map(|row| row[p]));
+            out.extend(rows.chunks_exact(k).map(|row| to(row[p])));
         }
     }
     out
@@ -588,6 +626,136 @@ pub unsafe fn matmul_nt_packed_to(
     matmul_nt_blocks::<true>(a, lda, b, k, c, ldc, n, m, k, ep);
 }
 
+/// [`pack_nt`]'s panels stored as f16: half the memory, for a weight that a checkpoint
+/// stored in f16 (each value is then exact in f16, so nothing is rounded; other values are
+/// rounded to nearest).
+pub fn pack_nt_f16(b: &[f32], m: usize, k: usize) -> Vec<f16> {
+    pack_nt_as(b, m, k, f16::from_f32)
+}
+
+/// `dst[i] = src[i]` as f32, exactly (every finite f16 is an f32; subnormal halves become
+/// normal floats, with no subnormal float on the way, which x86 would take assists on).
+pub fn widen_f16(src: &[f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "widen_f16: lengths differ");
+    // Eight at a time with wasm SIMD; the rest (all of it natively) one by one.
+    let done = if cfg!(target_arch = "wasm32") {
+        src.len() & !7
+    } else {
+        0
+    };
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut i = 0;
+        while i < done {
+            // SAFETY: i + 8 <= done <= both lengths; f16 is a transparent u16.
+            unsafe { imp::widen8(src.as_ptr().add(i) as *const u16, dst.as_mut_ptr().add(i)) };
+            i += 8;
+        }
+    }
+    for (d, s) in dst[done..].iter_mut().zip(&src[done..]) {
+        *d = s.to_f32();
+    }
+}
+
+/// `c = epilogue(a · bᵀ)` as [`matmul_nt_packed`], with `b` as [`pack_nt_f16`] left it.
+/// Each group of panels is widened once into an f32 scratch that every row of `a` then
+/// meets, so the result is [`matmul_nt_packed`]'s on the widened weight, bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_nt_packed_f16(
+    a: &[f32],
+    lda: usize,
+    b: &[f16],
+    c: &mut [f32],
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    check_out(c, ldc, n, m);
+    // SAFETY: checked just above.
+    unsafe { matmul_nt_packed_f16_to(a, lda, b, c.as_mut_ptr(), ldc, n, m, k, ep) }
+}
+
+/// [`matmul_nt_packed_f16`] into `c` given as a pointer, as [`matmul_nt_to`].
+///
+/// # Safety
+/// As [`matmul_nt_to`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_nt_packed_f16_to(
+    a: &[f32],
+    lda: usize,
+    b: &[f16],
+    c: *mut f32,
+    ldc: usize,
+    n: usize,
+    m: usize,
+    k: usize,
+    ep: Epilogue,
+) {
+    if n == 0 || m == 0 {
+        return;
+    }
+    assert!(
+        packs_nt(m, k),
+        "matmul_nt_packed_f16: [{m}, {k}] is not whole vectors of rows"
+    );
+    assert!(b.len() >= m * k, "matmul_nt_packed_f16: b is too short");
+    check_operands(a, lda, ldc, n, m, k, ep);
+    // Groups of panels outer (each widened once), all rows inner: the widening then costs
+    // once per weight, not once per block of rows.
+    let group = packed_group(k);
+    let block = row_block(k);
+    let mut scratch = vec![0f32; group.min(m) * k];
+    let mut j0 = 0;
+    while j0 < m {
+        let j1 = m.min(j0 + group);
+        let w = &mut scratch[..(j1 - j0) * k];
+        widen_f16(&b[j0 * k..j1 * k], w);
+        let ep = ep.from_column(j0);
+        let mut i0 = 0;
+        while i0 < n {
+            let i1 = n.min(i0 + block);
+            packed_rows(a, lda, w, c.add(j0), ldc, i0, i1, j1 - j0, k, ep);
+            i0 = i1;
+        }
+        j0 = j1;
+    }
+    if ep.gelu {
+        gelu_rows(c, ldc, 0, n, m);
+    }
+}
+
+/// Checks what [`matmul_nt_to`]'s kernels read besides `b`.
+fn check_operands(a: &[f32], lda: usize, ldc: usize, n: usize, m: usize, k: usize, ep: Epilogue) {
+    assert!(lda >= k && ldc >= m, "matmul_nt: strides below the row length");
+    assert!(a.len() >= (n - 1) * lda + k, "matmul_nt: a is too short");
+    if let Some(bias) = ep.col_bias {
+        assert!(bias.len() >= m, "matmul_nt: bias is too short");
+    }
+}
+
+/// Rows of `a` per pass over `b` in [`matmul_nt`]: a block that fits in L2 (~192 KB).
+fn row_block(k: usize) -> usize {
+    ((A_BLOCK_BYTES / (4 * k.max(1))).max(R) / R) * R
+}
+
+/// Columns of a packed weight that one strip of `a` meets before the next (~96 KB).
+fn packed_group(k: usize) -> usize {
+    ((B_PANEL_BYTES / (4 * k)).max(PANEL) / PANEL) * PANEL
+}
+
+/// GELU on rows `i0..i1` of `c`, `m` outputs each: a second pass over rows still in cache
+/// (inlined into the tiles, the GELU code made V8 spill the accumulators: 3x slower).
+///
+/// # Safety
+/// Those outputs must be the caller's to write ([`matmul_nt_to`]'s contract).
+unsafe fn gelu_rows(c: *mut f32, ldc: usize, i0: usize, i1: usize, m: usize) {
+    for i in i0..i1 {
+        gelu_inplace(std::slice::from_raw_parts_mut(c.add(i * ldc), m));
+    }
+}
+
 /// [`matmul_nt_to`] and [`matmul_nt_packed_to`] once `b` is checked.
 ///
 /// # Safety
@@ -605,14 +773,10 @@ unsafe fn matmul_nt_blocks<const PACKED: bool>(
     k: usize,
     ep: Epilogue,
 ) {
-    assert!(lda >= k && ldc >= m, "matmul_nt: strides below the row length");
-    assert!(a.len() >= (n - 1) * lda + k, "matmul_nt: a is too short");
-    if let Some(bias) = ep.col_bias {
-        assert!(bias.len() >= m, "matmul_nt: bias is too short");
-    }
-    // Blocks of rows of a that fit in L2 (~192 KB) outer; inside, columns (rows of b)
-    // outer: a block of C rows of b (C·k floats) stays in L1 while the a block streams past.
-    let block = ((A_BLOCK_BYTES / (4 * k.max(1))).max(R) / R) * R;
+    check_operands(a, lda, ldc, n, m, k, ep);
+    // Blocks of rows of a that fit in L2 outer; inside, columns (rows of b) outer: a block
+    // of C rows of b (C·k floats) stays in L1 while the a block streams past.
+    let block = row_block(k);
     let mut i0 = 0;
     while i0 < n {
         let i1 = n.min(i0 + block);
@@ -622,12 +786,7 @@ unsafe fn matmul_nt_blocks<const PACKED: bool>(
             matmul_nt_rows(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
         }
         if ep.gelu {
-            // A second pass over the block's rows (still in cache): inlined into the tiles,
-            // the GELU code made V8 spill the accumulators (3x slower than this pass).
-            for i in i0..i1 {
-                // SAFETY: this call's own outputs (the caller's contract).
-                gelu_inplace(std::slice::from_raw_parts_mut(c.add(i * ldc), m));
-            }
+            gelu_rows(c, ldc, i0, i1, m);
         }
         i0 = i1;
     }
@@ -762,7 +921,7 @@ unsafe fn packed_rows(
     k: usize,
     ep: Epilogue,
 ) {
-    let group = ((B_PANEL_BYTES / (4 * k)).max(PANEL) / PANEL) * PANEL;
+    let group = packed_group(k);
     let mut j0 = 0;
     while j0 < m {
         let j1 = m.min(j0 + group);
