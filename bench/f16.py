@@ -9,6 +9,8 @@ runs our CLI on both copies and compares:
      split (scripts/get-pang-lee.sh; 800 sentences): accuracy, label flips, max |Δprob|.
 
     /opt/torchvenv/bin/python bench/f16.py [--cli target/release/webformer] [--limit N]
+    /opt/torchvenv/bin/python bench/f16.py --out DIR   # only the f16 copy, e.g. for
+                                                       # bench/browser/run.sh --minilm DIR
 """
 import argparse
 import csv
@@ -54,7 +56,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cli", default=os.path.join(ROOT, "target/release/webformer"))
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--out", help="only write the f16 copy into this folder (for the browser "
+                    "bench's --minilm) and stop")
     a = ap.parse_args()
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        f16_copy(a.out)
+        print(f"wrote an f16 copy of {MODEL} to {a.out}")
+        return
 
     meta = json.load(open(os.path.join(GOLDEN, "golden.json")))
     gold = load_file(os.path.join(GOLDEN, "golden.safetensors"))

@@ -10,6 +10,9 @@
 // --kernels / --base-kernels auto|simd128|relaxed: which worker build each side starts (auto,
 // the default, chooses as the app does: relaxed SIMD's FMA build where it validates).
 // `--base-kernels simd128` without --base times our own dist's two worker builds side by side.
+// --minilm DIR / --base-minilm DIR: the all-MiniLM-L6-v2 files each side loads (default
+// models/all-MiniLM-L6-v2), e.g. an f16 copy (`bench/f16.py --keep DIR`) against the f32 one;
+// the log line "ours: …" gives the worker's memory with it loaded.
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -29,18 +32,20 @@ const DIST = opt('--dist', join(ROOT, 'dist'));
 const BASE_KERNELS = opt('--base-kernels', null);
 const BASE = opt('--base', BASE_KERNELS ? DIST : null);
 const KERNELS = opt('--kernels', 'auto');
+const MINILM = opt('--minilm', join(ROOT, 'models/all-MiniLM-L6-v2'));
+const BASE_MINILM = opt('--base-minilm', MINILM);
 const log = (...a) => console.error('[bench]', ...a);
 
-const mountsFor = (dist) => [
+const mountsFor = (dist, minilm) => [
   ['/', dist],
   ['/bench/', HERE],
   ['/tjs/', join(HERE, 'node_modules/@huggingface/transformers/dist')],
   ['/ort/', join(HERE, 'node_modules/onnxruntime-web/dist')],
   ['/onnx-models/minilm/', join(ROOT, '.cache/bench/minilm-onnx')],
-  ['/minilm/', join(ROOT, 'models/all-MiniLM-L6-v2')],
+  ['/minilm/', minilm],
   ['/heads/', join(ROOT, 'models/defaults')],
 ];
-const mounts = mountsFor(DIST);
+const mounts = mountsFor(DIST, MINILM);
 
 async function openPage(context, base) {
   const page = await context.newPage();
@@ -54,14 +59,15 @@ async function openPage(context, base) {
 async function main() {
   const plain = await serve(mounts);
   const isolated = await serve(mounts, { isolate: true });
-  const baseServer = BASE ? await serve(mountsFor(BASE)) : null;
+  const baseServer = BASE ? await serve(mountsFor(BASE, BASE_MINILM)) : null;
   const browser = await launch({ webgpu: WEBGPU });
   const version = browser.context.browser()?.version() ?? execFileSync('/usr/bin/chromium', ['--version']).toString().trim();
   try {
     const main = await openPage(browser.context, plain.url);
     log('loading ours (cpu) and transformers.js (1 thread) …');
     const ours = await main.evaluate((k) => window.bench.setupOurs('cpu', 'cpu', k), KERNELS);
-    log('ours:', JSON.stringify(ours.backend), ours.model.backend ?? '', 'kernels:', ours.kernels);
+    log('ours:', JSON.stringify(ours.backend), ours.model.backend ?? '', 'kernels:', ours.kernels,
+      'worker memory:', ours.model.memory_bytes ?? '?', 'bytes');
     const tjs1 = await main.evaluate(() => window.bench.setupTjs(1));
     log('transformers.js:', JSON.stringify(tjs1));
     let basePage = null;
