@@ -925,6 +925,11 @@ unsafe fn packed_rows(
     let mut j0 = 0;
     while j0 < m {
         let j1 = m.min(j0 + group);
+        // When more than one strip will meet the group; only in wasm, where it was measured
+        // (bench/README.md: 5-15% at 10 and 32 tokens in Chromium).
+        if cfg!(target_arch = "wasm32") && i1 - i0 > PACKED_ROWS {
+            touch_lines(&b[j0 * k..j1 * k]);
+        }
         let mut i = i0;
         while i < i1 {
             let rows = PACKED_ROWS.min(i1 - i);
@@ -944,6 +949,29 @@ unsafe fn packed_rows(
         }
         j0 = j1;
     }
+}
+
+/// Reads one float of each 64-byte line of `w`, so that a group of panels is in cache
+/// before the first strip of rows meets it. Streamed by the tiles instead, the first strip
+/// waits on memory: with the tile's ~20 wasm instructions a line, the out-of-order window
+/// holds too few misses, and wasm has no prefetch instruction. Four sums, so that the adds
+/// do not chain the loads.
+#[inline(never)]
+fn touch_lines(w: &[f32]) {
+    const LINE: usize = 16;
+    let mut sums = [0f32; 4];
+    let mut fours = w.chunks_exact(4 * LINE);
+    for four in &mut fours {
+        for (q, sum) in sums.iter_mut().enumerate() {
+            // SAFETY: q · LINE < four.len(); volatile, so that the read is kept.
+            *sum += unsafe { std::ptr::read_volatile(four.as_ptr().add(q * LINE)) };
+        }
+    }
+    for line in fours.remainder().chunks(LINE) {
+        // SAFETY: chunks are never empty.
+        sums[0] += unsafe { std::ptr::read_volatile(line.as_ptr()) };
+    }
+    std::hint::black_box(sums);
 }
 
 /// One `rows × cols` tile of outer products (`rows` ≤ 3; `cols` 12, 8 or 4), the micro-kernel
