@@ -71,7 +71,7 @@ fn f16_panels_give_the_f32_packed_product_bit_for_bit() {
                 let mut want = vec![5f32; n * ldc];
                 simd::matmul_nt_packed(&a, k, &packed, &mut want, ldc, n, m, k, ep);
                 let mut got = vec![5f32; n * ldc];
-                simd::matmul_nt_packed_f16(&a, k, &packed16, &mut got, ldc, n, m, k, ep);
+                simd::matmul_nt_packed(&a, k, &packed16, &mut got, ldc, n, m, k, ep);
                 same_bits(&format!("{n}×{m}×{k} bias {bias_on} gelu {gelu}"), &got, &want);
             }
         }
@@ -91,14 +91,14 @@ fn f16_panels_split_over_threads_and_match() {
         ..simd::Epilogue::NONE
     };
     let mut want = vec![0f32; n * m];
-    simd::matmul_nt_packed_f16(&a, k, &packed16, &mut want, m, n, m, k, ep);
+    simd::matmul_nt_packed(&a, k, &packed16, &mut want, m, n, m, k, ep);
     let mut got = vec![0f32; n * m];
     let split = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
         .unwrap()
         .install(|| {
-            par::matmul_nt_packed_f16(&a, k, &packed16, &mut got, m, n, m, k, ep);
+            par::matmul_nt_packed(&a, k, &packed16, &mut got, m, n, m, k, ep);
             par::threads_for(n * m * k)
         });
     assert!(split > 1, "{n}×{m}×{k} should split");

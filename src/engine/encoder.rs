@@ -42,6 +42,22 @@ impl<B: Backend> Linear<B> {
     }
 }
 
+/// Loads an embedding table `name [rows, dim]`, read only through `gather_rows`: kept in
+/// f16 where the checkpoint stored it so and the backend can ([`Backend::upload_table_f16`]).
+pub fn load_table<B: Backend>(
+    be: &B,
+    ckpt: &mut Checkpoint,
+    name: &str,
+    rows: usize,
+    dim: usize,
+) -> Result<B::Tensor> {
+    if let Some(halves) = ckpt.take_f16(name, &[rows, dim])? {
+        return be.upload_table_f16(halves, &[rows, dim]);
+    }
+    let t = ckpt.take(name, &[rows, dim])?;
+    be.upload(&t.data, &t.shape)
+}
+
 pub struct LayerNorm<B: Backend> {
     pub gamma: B::Tensor,
     pub beta: B::Tensor,

@@ -60,7 +60,7 @@ fn selected_kernels() -> &'static str {
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor, D};
 
 use super::train_ops::{check_labels, AdamWConfig, TrainOps};
-use super::{AttentionShape, Backend, Result};
+use super::{widened, AttentionShape, Backend, Result};
 use crate::engine::EngineError;
 
 fn err(e: candle_core::Error) -> EngineError {
@@ -99,7 +99,7 @@ impl CpuBackend {
                 ..simd::Epilogue::NONE
             };
             match w {
-                HostWeight::F16(w) => par::matmul_nt_packed_f16(x, k, w, &mut y, m, n, m, k, ep),
+                HostWeight::F16(w) => par::matmul_nt_packed(x, k, w, &mut y, m, n, m, k, ep),
                 HostWeight::F32(w) if packed => par::matmul_nt_packed(x, k, w, &mut y, m, n, m, k, ep),
                 HostWeight::F32(w) => par::matmul_nt(x, k, w, k, &mut y, m, n, m, k, ep),
             }
@@ -543,8 +543,7 @@ impl Backend for CpuBackend {
         if USE_SIMD && data.iter().all(|x| x.is_finite()) {
             return Tensor::from_vec(data, shape, &Device::Cpu).map_err(err);
         }
-        let data: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
-        self.upload(&data, shape)
+        self.upload(&widened(&data), shape)
     }
 
     fn attention(

@@ -16,6 +16,11 @@ use super::EngineError;
 
 pub use train_ops::{AdamWConfig, TrainOps};
 
+/// f16 values as f32 (exact), for backends that keep a table in f32.
+pub fn widened(data: &[half::f16]) -> Vec<f32> {
+    data.iter().map(|h| h.to_f32()).collect()
+}
+
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 /// Shape of one attention call: `batch` sequences of `seq` tokens, `heads` heads.
@@ -48,8 +53,7 @@ pub trait Backend {
     /// the checkpoint stored in f16: a backend may keep it so, half the memory, with the
     /// same results. By default it is widened to f32.
     fn upload_table_f16(&self, data: Vec<half::f16>, shape: &[usize]) -> Result<Self::Tensor> {
-        let data: Vec<f32> = data.iter().map(|h| h.to_f32()).collect();
-        self.upload(&data, shape)
+        self.upload(&widened(&data), shape)
     }
     /// Copies a tensor back to the host, row-major. Blocks until it is computed, so the
     /// browser's WebGPU (which cannot block) uses [`Backend::download_all_async`].

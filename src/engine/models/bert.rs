@@ -4,7 +4,7 @@
 use super::super::backend::{Backend, Result};
 use super::super::checkpoint::Checkpoint;
 use super::super::config::BertConfig;
-use super::super::encoder::{Encoder, Layer, LayerNorm, Linear, NormPlacement};
+use super::super::encoder::{load_table, Encoder, Layer, LayerNorm, Linear, NormPlacement};
 use super::{prefix, HeadOutput};
 
 pub struct Bert<B: Backend> {
@@ -21,14 +21,8 @@ impl<B: Backend> Bert<B> {
     pub fn load(be: &B, c: &BertConfig, ckpt: &mut Checkpoint, num_labels: Option<usize>) -> Result<Self> {
         let p = prefix(ckpt, "bert");
         let d = c.hidden_size;
-        let mut table = |name: &str, rows: usize| -> Result<B::Tensor> {
-            let name = format!("{p}embeddings.{name}.weight");
-            if let Some(halves) = ckpt.take_f16(&name, &[rows, d])? {
-                return be.upload_table_f16(halves, &[rows, d]);
-            }
-            let t = ckpt.take(&name, &[rows, d])?;
-            be.upload(&t.data, &t.shape)
-        };
+        let mut table =
+            |name: &str, rows: usize| load_table(be, ckpt, &format!("{p}embeddings.{name}.weight"), rows, d);
         let word = table("word_embeddings", c.vocab_size)?;
         let position = table("position_embeddings", c.max_position_embeddings)?;
         let token_type = table("token_type_embeddings", c.type_vocab_size)?;

@@ -6,7 +6,7 @@
 use super::super::backend::{Backend, Result};
 use super::super::checkpoint::Checkpoint;
 use super::super::config::DistilBertConfig;
-use super::super::encoder::{Encoder, Layer, LayerNorm, Linear, NormPlacement};
+use super::super::encoder::{load_table, Encoder, Layer, LayerNorm, Linear, NormPlacement};
 use super::super::EngineError;
 use super::prefix;
 
@@ -30,14 +30,8 @@ impl<B: Backend> DistilBert<B> {
     ) -> Result<Self> {
         let p = prefix(ckpt, "distilbert");
         let d = c.dim;
-        let mut table = |name: &str, rows: usize| -> Result<B::Tensor> {
-            let name = format!("{p}embeddings.{name}.weight");
-            if let Some(halves) = ckpt.take_f16(&name, &[rows, d])? {
-                return be.upload_table_f16(halves, &[rows, d]);
-            }
-            let t = ckpt.take(&name, &[rows, d])?;
-            be.upload(&t.data, &t.shape)
-        };
+        let mut table =
+            |name: &str, rows: usize| load_table(be, ckpt, &format!("{p}embeddings.{name}.weight"), rows, d);
         let word = table("word_embeddings", c.vocab_size)?;
         let position = table("position_embeddings", c.max_position_embeddings)?;
         let emb_norm = LayerNorm::load(be, ckpt, &format!("{p}embeddings.LayerNorm"), d, EPS)?;

@@ -9,8 +9,6 @@
 
 use std::sync::OnceLock;
 
-use half::f16;
-
 use super::simd::{self, Epilogue};
 use super::team;
 
@@ -89,13 +87,14 @@ pub fn matmul_nt(
     by_column_blocks(threads, c, ldc, n, m, 4, ep, &block);
 }
 
-/// [`simd::matmul_nt_packed`] split as [`matmul_nt`]: a block of whole panels of the packed
-/// weight is one contiguous slice, at the same offset as in the row-major one.
+/// [`simd::matmul_nt_packed`] (f32 or f16 weights) split as [`matmul_nt`]: a block of
+/// whole panels of the packed weight is one contiguous slice, at the same offset as in the
+/// row-major one.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_nt_packed(
+pub fn matmul_nt_packed<T: simd::Packed>(
     a: &[f32],
     lda: usize,
-    b: &[f32],
+    b: &[T],
     c: &mut [f32],
     ldc: usize,
     n: usize,
@@ -110,30 +109,6 @@ pub fn matmul_nt_packed(
     let threads = threads_for(n * m * k);
     if threads <= 1 {
         return simd::matmul_nt_packed(a, lda, b, c, ldc, n, m, k, ep);
-    }
-    by_column_blocks(threads, c, ldc, n, m, simd::PANEL, ep, &block);
-}
-
-/// [`simd::matmul_nt_packed_f16`] split as [`matmul_nt_packed`].
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nt_packed_f16(
-    a: &[f32],
-    lda: usize,
-    b: &[f16],
-    c: &mut [f32],
-    ldc: usize,
-    n: usize,
-    m: usize,
-    k: usize,
-    ep: Epilogue,
-) {
-    // SAFETY (of each call): by_column_blocks hands each block its own columns of `c`.
-    let block = |j0: usize, out: *mut f32, cols: usize, ep: Epilogue| unsafe {
-        simd::matmul_nt_packed_f16_to(a, lda, &b[j0 * k..], out, ldc, n, cols, k, ep)
-    };
-    let threads = threads_for(n * m * k);
-    if threads <= 1 {
-        return simd::matmul_nt_packed_f16(a, lda, b, c, ldc, n, m, k, ep);
     }
     by_column_blocks(threads, c, ldc, n, m, simd::PANEL, ep, &block);
 }

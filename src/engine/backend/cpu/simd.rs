@@ -527,6 +527,7 @@ pub unsafe fn matmul_nt_to(
     }
     assert!(ldb >= k, "matmul_nt: strides below the row length");
     assert!(b.len() >= (m - 1) * ldb + k, "matmul_nt: b is too short");
+    check_operands(a, lda, ldc, n, m, k, ep);
     matmul_nt_blocks::<false>(a, lda, b, ldb, c, ldc, n, m, k, ep);
 }
 
@@ -579,14 +580,16 @@ fn pack_nt_as<T>(b: &[f32], m: usize, k: usize, to: impl Fn(f32) -> T) -> Vec<T>
     out
 }
 
-/// `c = epilogue(a · bᵀ)` as [`matmul_nt`], with `b` as [`pack_nt`] left it
-/// (`packs_nt(m, k)` must hold). Each output is `Σ_p a[i, p] · b[j, p]` summed in the
-/// order of `p`, one multiply-add at a time (fused in the relaxed-SIMD build).
+/// `c = epilogue(a · bᵀ)` as [`matmul_nt`], with `b` as [`pack_nt`] (f32) or
+/// [`pack_nt_f16`] (f16) left it (`packs_nt(m, k)` must hold). Each output is
+/// `Σ_p a[i, p] · b[j, p]` summed in the order of `p`, one multiply-add at a time (fused in
+/// the relaxed-SIMD build); an f16 weight gives the f32 result on the widened values, bit
+/// for bit.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul_nt_packed(
+pub fn matmul_nt_packed<T: Packed>(
     a: &[f32],
     lda: usize,
-    b: &[f32],
+    b: &[T],
     c: &mut [f32],
     ldc: usize,
     n: usize,
@@ -604,10 +607,10 @@ pub fn matmul_nt_packed(
 /// # Safety
 /// As [`matmul_nt_to`].
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_nt_packed_to(
+pub unsafe fn matmul_nt_packed_to<T: Packed>(
     a: &[f32],
     lda: usize,
-    b: &[f32],
+    b: &[T],
     c: *mut f32,
     ldc: usize,
     n: usize,
@@ -623,7 +626,88 @@ pub unsafe fn matmul_nt_packed_to(
         "matmul_nt_packed: [{m}, {k}] is not whole vectors of rows"
     );
     assert!(b.len() >= m * k, "matmul_nt_packed: b is too short");
-    matmul_nt_blocks::<true>(a, lda, b, k, c, ldc, n, m, k, ep);
+    check_operands(a, lda, ldc, n, m, k, ep);
+    T::product_to(a, lda, b, c, ldc, n, m, k, ep);
+}
+
+/// What a packed weight's values are kept in: f32, or f16 for half the memory.
+pub trait Packed: Copy + Send + Sync + 'static {
+    /// [`matmul_nt_packed_to`] once its asserts hold.
+    ///
+    /// # Safety
+    /// As [`matmul_nt_to`], with [`matmul_nt_packed_to`]'s asserts.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn product_to(
+        a: &[f32],
+        lda: usize,
+        b: &[Self],
+        c: *mut f32,
+        ldc: usize,
+        n: usize,
+        m: usize,
+        k: usize,
+        ep: Epilogue,
+    );
+}
+
+impl Packed for f32 {
+    unsafe fn product_to(
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        n: usize,
+        m: usize,
+        k: usize,
+        ep: Epilogue,
+    ) {
+        matmul_nt_blocks::<true>(a, lda, b, k, c, ldc, n, m, k, ep);
+    }
+}
+
+thread_local! {
+    /// [`Packed for f16`](Packed)'s widened group of panels, kept between calls.
+    static WIDENED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Groups of panels outer, each widened once into an f32 scratch, all rows inner: the
+/// widening then costs once per weight, not once per block of rows.
+impl Packed for f16 {
+    unsafe fn product_to(
+        a: &[f32],
+        lda: usize,
+        b: &[f16],
+        c: *mut f32,
+        ldc: usize,
+        n: usize,
+        m: usize,
+        k: usize,
+        ep: Epilogue,
+    ) {
+        let group = packed_group(k);
+        let block = row_block(k);
+        WIDENED.with_borrow_mut(|scratch| {
+            scratch.resize(scratch.len().max(group.min(m) * k), 0.0);
+            let mut j0 = 0;
+            while j0 < m {
+                let j1 = m.min(j0 + group);
+                let w = &mut scratch[..(j1 - j0) * k];
+                widen_f16(&b[j0 * k..j1 * k], w);
+                let ep = ep.from_column(j0);
+                let mut i0 = 0;
+                while i0 < n {
+                    let i1 = n.min(i0 + block);
+                    packed_rows(a, lda, w, c.add(j0), ldc, i0, i1, j1 - j0, k, ep, false);
+                    i0 = i1;
+                }
+                j0 = j1;
+            }
+        });
+        if ep.gelu {
+            gelu_rows(c, ldc, 0, n, m);
+        }
+    }
 }
 
 /// [`pack_nt`]'s panels stored as f16: half the memory, for a weight that a checkpoint
@@ -657,75 +741,6 @@ pub fn widen_f16(src: &[f16], dst: &mut [f32]) {
     }
 }
 
-/// `c = epilogue(a · bᵀ)` as [`matmul_nt_packed`], with `b` as [`pack_nt_f16`] left it.
-/// Each group of panels is widened once into an f32 scratch that every row of `a` then
-/// meets, so the result is [`matmul_nt_packed`]'s on the widened weight, bit for bit.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_nt_packed_f16(
-    a: &[f32],
-    lda: usize,
-    b: &[f16],
-    c: &mut [f32],
-    ldc: usize,
-    n: usize,
-    m: usize,
-    k: usize,
-    ep: Epilogue,
-) {
-    check_out(c, ldc, n, m);
-    // SAFETY: checked just above.
-    unsafe { matmul_nt_packed_f16_to(a, lda, b, c.as_mut_ptr(), ldc, n, m, k, ep) }
-}
-
-/// [`matmul_nt_packed_f16`] into `c` given as a pointer, as [`matmul_nt_to`].
-///
-/// # Safety
-/// As [`matmul_nt_to`].
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_nt_packed_f16_to(
-    a: &[f32],
-    lda: usize,
-    b: &[f16],
-    c: *mut f32,
-    ldc: usize,
-    n: usize,
-    m: usize,
-    k: usize,
-    ep: Epilogue,
-) {
-    if n == 0 || m == 0 {
-        return;
-    }
-    assert!(
-        packs_nt(m, k),
-        "matmul_nt_packed_f16: [{m}, {k}] is not whole vectors of rows"
-    );
-    assert!(b.len() >= m * k, "matmul_nt_packed_f16: b is too short");
-    check_operands(a, lda, ldc, n, m, k, ep);
-    // Groups of panels outer (each widened once), all rows inner: the widening then costs
-    // once per weight, not once per block of rows.
-    let group = packed_group(k);
-    let block = row_block(k);
-    let mut scratch = vec![0f32; group.min(m) * k];
-    let mut j0 = 0;
-    while j0 < m {
-        let j1 = m.min(j0 + group);
-        let w = &mut scratch[..(j1 - j0) * k];
-        widen_f16(&b[j0 * k..j1 * k], w);
-        let ep = ep.from_column(j0);
-        let mut i0 = 0;
-        while i0 < n {
-            let i1 = n.min(i0 + block);
-            packed_rows(a, lda, w, c.add(j0), ldc, i0, i1, j1 - j0, k, ep);
-            i0 = i1;
-        }
-        j0 = j1;
-    }
-    if ep.gelu {
-        gelu_rows(c, ldc, 0, n, m);
-    }
-}
-
 /// Checks what [`matmul_nt_to`]'s kernels read besides `b`.
 fn check_operands(a: &[f32], lda: usize, ldc: usize, n: usize, m: usize, k: usize, ep: Epilogue) {
     assert!(lda >= k && ldc >= m, "matmul_nt: strides below the row length");
@@ -756,7 +771,7 @@ unsafe fn gelu_rows(c: *mut f32, ldc: usize, i0: usize, i1: usize, m: usize) {
     }
 }
 
-/// [`matmul_nt_to`] and [`matmul_nt_packed_to`] once `b` is checked.
+/// [`matmul_nt_to`] and [`matmul_nt_packed_to`] (f32) once the operands are checked.
 ///
 /// # Safety
 /// As [`matmul_nt_to`].
@@ -773,7 +788,6 @@ unsafe fn matmul_nt_blocks<const PACKED: bool>(
     k: usize,
     ep: Epilogue,
 ) {
-    check_operands(a, lda, ldc, n, m, k, ep);
     // Blocks of rows of a that fit in L2 outer; inside, columns (rows of b) outer: a block
     // of C rows of b (C·k floats) stays in L1 while the a block streams past.
     let block = row_block(k);
@@ -781,7 +795,7 @@ unsafe fn matmul_nt_blocks<const PACKED: bool>(
     while i0 < n {
         let i1 = n.min(i0 + block);
         if PACKED {
-            packed_rows(a, lda, b, c, ldc, i0, i1, m, k, ep);
+            packed_rows(a, lda, b, c, ldc, i0, i1, m, k, ep, true);
         } else {
             matmul_nt_rows(a, lda, b, ldb, c, ldc, i0, i1, m, k, ep);
         }
@@ -901,9 +915,11 @@ unsafe fn tile_nt<const RR: usize, const CC: usize>(
 
 /// Rows `i0..i1` of [`matmul_nt_packed`]: groups of panels that fit in L2 (~96 KB); inside
 /// a group, each [`PACKED_ROWS`]-row strip of `a` (in L1) meets every panel of the group.
+/// `cold`: `b` comes from memory (not a scratch just written), so each group's lines are
+/// touched first ([`touch_lines`]).
 ///
 /// # Safety
-/// As [`matmul_nt_to`], with `matmul_nt_blocks`' asserts.
+/// As [`matmul_nt_to`], with [`matmul_nt_packed_to`]'s asserts.
 #[cfg_attr(
     all(target_arch = "wasm32", feature = "relaxed-simd"),
     target_feature(enable = "relaxed-simd")
@@ -920,6 +936,7 @@ unsafe fn packed_rows(
     m: usize,
     k: usize,
     ep: Epilogue,
+    cold: bool,
 ) {
     let group = packed_group(k);
     let mut j0 = 0;
@@ -927,7 +944,7 @@ unsafe fn packed_rows(
         let j1 = m.min(j0 + group);
         // When more than one strip will meet the group; only in wasm, where it was measured
         // (bench/README.md: 5-15% at 10 and 32 tokens in Chromium).
-        if cfg!(target_arch = "wasm32") && i1 - i0 > PACKED_ROWS {
+        if cold && cfg!(target_arch = "wasm32") && i1 - i0 > PACKED_ROWS {
             touch_lines(&b[j0 * k..j1 * k]);
         }
         let mut i = i0;
