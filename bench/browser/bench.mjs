@@ -166,7 +166,7 @@ async function main() {
     out.push('');
     out.push(`Machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load average ${load} (at the end of the run); ${version}, headless.`);
     out.push(`transformers.js ${tjs1.version}, onnxruntime-web ${pkgVersion('onnxruntime-web')}, fp32 ONNX export of the same weights.`);
-    out.push(`ms: median (minimum) of ${RUNS} runs per input after a global warm-up, the sides interleaved run by run, their order rotating; ratios are of the medians. ` +
+    out.push(`ms: median (minimum) of ${RUNS} runs per input after a global warm-up, ${BLOCKS ? 'each side\'s runs in one block (--blocks)' : 'the sides interleaved run by run, their order rotating'}; ratios are of the medians. ` +
       'Ours: the worker round trip of classify_text (tokenize, forward, mean pool, the app\'s 384→2 sentiment head, JSON answer), 1 thread. ' +
       'transformers.js: feature-extraction pipeline with mean pooling, ' +
       `numThreads=1${threaded ? '; the 2-thread columns are a second, cross-origin isolated page (COOP/COEP): transformers.js with numThreads=2, ours with the threaded worker' : ''}.`);
